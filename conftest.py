@@ -1,0 +1,66 @@
+"""pytest hooks of diffbench: options -> settings -> matrix -> parametrize; run folder; machine info."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffbench.environment import stack_info
+from diffbench.errors import OptionError
+from diffbench.options import add_options, raw_values
+from diffbench.records import RunFolder
+from diffbench.runner import BenchSession
+from diffbench.settings import build_settings, expand_matrix
+
+SETTINGS = pytest.StashKey()
+MATRIX = pytest.StashKey()
+
+
+def pytest_addoption(parser):
+    add_options(parser)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "task(name): the task (t2i, i2i) whose matrix cases a test receives")
+    try:
+        settings = build_settings(raw_values(config))
+    except OptionError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[SETTINGS] = settings
+    config.stash[MATRIX] = expand_matrix(settings)
+
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("task")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} takes `case` but has no @pytest.mark.task")
+    cases = [case for case in metafunc.config.stash[MATRIX] if case.task == marker.args[0]]
+    metafunc.parametrize("case", cases, ids=[case.id for case in cases])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order cases as the matrix does (model by model, eager first) so each model is built once."""
+    order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
+
+    def position(item):
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        return (0, order[case.id]) if case is not None else (1, 0)
+
+    items.sort(key=position)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["diffbench"] = stack_info()
+
+
+@pytest.fixture(scope="session")
+def bench_session(request):
+    """The run's shared state; its folder receives every case's record as the case ends."""
+    settings = request.config.stash[SETTINGS]
+    folder = RunFolder(settings.results_dir)
+    folder.write_meta({"settings": repr(settings), "stack": stack_info(),
+                       "command": request.config.invocation_params.args})
+    session = BenchSession(settings, folder)
+    yield session
+    session.cache.release()

@@ -1,0 +1,155 @@
+"""The backend interface: a named way to accelerate a pipeline, registered by a decorator."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import importlib.metadata
+import pkgutil
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from diffbench.errors import OptionError
+
+if TYPE_CHECKING:
+    from diffbench.case import Case
+    from diffbench.catalog import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, type["Backend"]] = {}
+ENTRY_POINT_GROUP = "diffbench.backends"
+
+
+@dataclass(frozen=True)
+class QualityFloor:
+    """The least SSIM and PSNR (dB) a backend's output must reach against eager."""
+
+    ssim: float
+    psnr: float
+
+    def __str__(self) -> str:
+        return f"ssim>={self.ssim:g}, psnr>={self.psnr:g} dB"
+
+
+class Backend:
+    """Subclass, set `name`, override what differs, and decorate with `@register`.
+
+    `apply` receives a private shallow copy of the cached pipeline: it may replace the copy's
+    components freely, but must call `own(pipe, name)` before changing a component in place
+    (fusing projections, channels_last, quantizing), so other cases never see the change.
+    """
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()  # distribution names that must be installed
+    install_hint: ClassVar[str] = ""
+    quality_floor: ClassVar[QualityFloor] = QualityFloor(ssim=0.99, psnr=35.0)
+    option_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        unknown = sorted(set(options) - self.option_keys)
+        if unknown:
+            valid = ", ".join(sorted(self.option_keys)) or "none"
+            raise OptionError(f"backend {self.name!r} has no option {', '.join(unknown)}; valid: {valid}")
+        self.options = options
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """Why this backend cannot run here (a skip reason a user can act on), or None."""
+        for requirement in self.requires:
+            try:
+                importlib.metadata.version(requirement)
+            except importlib.metadata.PackageNotFoundError:
+                hint = self.install_hint or f"pip install {requirement}"
+                return f"backend {self.name!r} needs the package {requirement!r}, not installed: {hint}"
+        return None
+
+    def unsupported_reason(self, case: "Case", spec: "ModelSpec", device: str) -> str | None:
+        """Why this backend cannot run this case (task, family, device), or None."""
+        return None
+
+    def apply(self, pipe: Any) -> Any:
+        """Return the pipeline to benchmark; the identity for the eager baseline."""
+        return pipe
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the packages this backend relies on, for the machine info."""
+        found = {}
+        for requirement in self.requires:
+            try:
+                found[requirement] = importlib.metadata.version(requirement)
+            except importlib.metadata.PackageNotFoundError:
+                found[requirement] = "missing"
+        return found
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator adding a backend to the registry under its `name`."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"two backends are named {cls.name!r}: {_REGISTRY[cls.name]} and {cls}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            register(entry_point.load())
+        except Exception as error:  # a broken third-party plugin must not hide the built-in ones
+            logger.warning("backend entry point %s failed to load: %s", entry_point.name, error)
+
+
+def _import_builtin_modules() -> None:
+    """Import every module of this package: each registers its backend, so adding one is one file."""
+    import diffbench.backends as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "base":
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+@functools.cache
+def _discover() -> None:
+    _import_builtin_modules()
+    _load_entry_points()
+
+
+def registry() -> dict[str, type[Backend]]:
+    """Every registered backend class by name, built-in ones in a stable order first."""
+    _discover()
+    builtin_order = ("eager", "compile")
+    ordered = {name: _REGISTRY[name] for name in builtin_order if name in _REGISTRY}
+    ordered.update(sorted(_REGISTRY.items()))
+    return ordered
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    backends = registry()
+    if name not in backends:
+        raise OptionError(f"unknown backend {name!r}; valid backends: {', '.join(backends)}")
+    return backends[name]
+
+
+def shallow_copy(pipe: Any) -> Any:
+    """A new pipeline object over the same component modules (and a fresh scheduler)."""
+    components = dict(pipe.components)
+    if components.get("scheduler") is not None:
+        scheduler = components["scheduler"]
+        components["scheduler"] = type(scheduler).from_config(scheduler.config)
+    clone = type(pipe)(**components)
+    clone.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return clone
+
+
+def own(pipe: Any, component: str) -> Any:
+    """Give `pipe` a deep copy of `component`, so in-place changes stay private; returns it."""
+    module = copy.deepcopy(getattr(pipe, component))
+    setattr(pipe, component, module)
+    return module
+
+
+def denoiser_name(pipe: Any) -> str:
+    """`unet` or `transformer`, whichever denoises in this pipeline."""
+    return "unet" if getattr(pipe, "unet", None) is not None else "transformer"

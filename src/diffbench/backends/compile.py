@@ -1,0 +1,88 @@
+"""torch.compile of the denoiser and the VAE decoder, configured from `--compiler-config`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from diffbench.backends.base import Backend, QualityFloor, denoiser_name, own, register
+from diffbench.errors import OptionError
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPONENTS = ("denoiser", "vae")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+
+
+@register
+class CompileBackend(Backend):
+    """torch.compile with the mode and options a user gives; lossless, so a tight quality floor."""
+
+    name = "compile"
+    quality_floor = QualityFloor(ssim=0.95, psnr=30.0)
+    option_keys = frozenset(
+        {"mode", "fullgraph", "dynamic", "backend", "options", "components", "memory_format",
+         "fuse_qkv_projections"}
+    )
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        self._validate()
+
+    def _validate(self) -> None:
+        mode = self.options.get("mode", "default")
+        if mode not in MODES:
+            raise OptionError(f"compile mode {mode!r} is not one of: {', '.join(MODES)}")
+        if "options" in self.options and self.options.get("mode") not in (None, "default"):
+            raise OptionError("torch.compile takes either 'mode' or 'options' (inductor options), not both")
+        components = self.options.get("components", list(COMPONENTS))
+        bad = [c for c in components if c not in COMPONENTS]
+        if bad or not components:
+            raise OptionError(f"compile components {bad or components} invalid; choose from: {', '.join(COMPONENTS)}")
+        memory_format = self.options.get("memory_format", "contiguous")
+        if memory_format not in MEMORY_FORMATS:
+            raise OptionError(f"memory_format {memory_format!r} is not one of: {', '.join(MEMORY_FORMATS)}")
+
+    def unsupported_reason(self, case, spec, device: str) -> str | None:
+        uses_cuda_graphs = self.options.get("mode") == "reduce-overhead"
+        if uses_cuda_graphs and not device.startswith("cuda"):
+            return "compile mode 'reduce-overhead' uses CUDA graphs and needs a CUDA device"
+        return None
+
+    def compile_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments passed to torch.compile."""
+        kwargs: dict[str, Any] = {
+            "fullgraph": bool(self.options.get("fullgraph", False)),
+            "dynamic": self.options.get("dynamic"),
+            "backend": self.options.get("backend", "inductor"),
+        }
+        if "options" in self.options:
+            kwargs["options"] = self.options["options"]
+        else:
+            kwargs["mode"] = self.options.get("mode", "default")
+        return kwargs
+
+    def apply(self, pipe: Any) -> Any:
+        denoiser = denoiser_name(pipe)
+        components = self.options.get("components", list(COMPONENTS))
+        in_place = self.options.get("fuse_qkv_projections") or (
+            self.options.get("memory_format") == "channels_last"
+        )
+        if in_place:  # these change weights in place: work on private copies
+            for name in (denoiser, "vae"):
+                module = own(pipe, name)
+                if self.options.get("fuse_qkv_projections"):
+                    module.fuse_qkv_projections()
+                if self.options.get("memory_format") == "channels_last":
+                    module.to(memory_format=torch.channels_last)
+        kwargs = self.compile_kwargs()
+        if "denoiser" in components:
+            setattr(pipe, denoiser, torch.compile(getattr(pipe, denoiser), **kwargs))
+        if "vae" in components:
+            # Pipelines call vae.decode, not forward. A shallow copy carries the compiled method
+            # without touching the cached VAE object.
+            vae = pipe.vae if in_place else copy.copy(pipe.vae)
+            vae.decode = torch.compile(vae.decode, **kwargs)
+            pipe.vae = vae
+        return pipe

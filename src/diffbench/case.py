@@ -1,0 +1,63 @@
+"""One benchmark case: a model, a task, a resolution and a backend; its id is the pytest id."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from diffbench.errors import OptionError
+
+TASKS = {"t2i": "text-to-image", "i2i": "image-to-image"}
+
+_RESOLUTION = re.compile(r"^(\d+)(?:x(\d+))?$")
+
+
+@dataclass(frozen=True, order=True)
+class Resolution:
+    """Output size in pixels; written `HxW` in records and as `H` in ids when square."""
+
+    height: int
+    width: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Resolution":
+        match = _RESOLUTION.match(text.strip().lower())
+        if not match:
+            raise OptionError(
+                f"resolution {text!r} is not a size: write 1024 (square) or HEIGHTxWIDTH such as 768x1344"
+            )
+        height = int(match.group(1))
+        width = int(match.group(2) or height)
+        if height <= 0 or width <= 0:
+            raise OptionError(f"resolution {text!r} must be positive")
+        return cls(height, width)
+
+    @property
+    def label(self) -> str:
+        """The short form used in case ids: `1024` when square, else `768x1344`."""
+        return str(self.height) if self.height == self.width else f"{self.height}x{self.width}"
+
+    def __str__(self) -> str:
+        return f"{self.height}x{self.width}"
+
+
+@dataclass(frozen=True)
+class Case:
+    """A cell of the matrix model x task x resolution x backend."""
+
+    model: str
+    task: str
+    resolution: Resolution
+    backend: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.task}-{self.resolution.label}-{self.backend}"
+
+    @property
+    def reference_key(self) -> tuple[str, str, Resolution]:
+        """Cases sharing this key are compared against the same eager output."""
+        return (self.model, self.task, self.resolution)
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,0 +1,66 @@
+"""The software and hardware stack of a run, so histories from different stacks never mix silently."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+
+import torch
+
+PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "pytest-benchmark", "scikit-image")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_driver() -> str | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return output.strip().splitlines()[0] if output.strip() else None
+
+
+def stack_info() -> dict:
+    """GPU, driver, CUDA and package versions: added to pytest-benchmark's machine info."""
+    info = {
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cuda": torch.version.cuda,
+        "gpu": None,
+        "gpu_count": 0,
+        "driver": None,
+        "packages": {name: package_version(name) for name in PACKAGES},
+    }
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu=properties.name,
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gib=round(properties.total_memory / 1024**3, 1),
+            compute_capability=f"{properties.major}.{properties.minor}",
+            driver=nvidia_driver(),
+        )
+    return info

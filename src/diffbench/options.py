@@ -1,0 +1,48 @@
+"""The pytest command-line options of diffbench, in one group, read back as raw values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (flag, type, help). Values stay strings/ints here; diffbench.settings validates them all at once.
+OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("--models", str, "comma-separated models (default: all); see `diffbench models`"),
+    ("--tasks", str, "comma-separated tasks: t2i (text-to-image), i2i (image-to-image); default both"),
+    ("--resolutions", str, "comma-separated sizes, 1024 or HEIGHTxWIDTH (default: each model's own)"),
+    ("--backends", str, "comma-separated backends (default: eager,compile); see `diffbench backends`"),
+    ("--weights", str, "hub (default) | random | tiny | PATH (folder or single file); per model with "
+                       "MODEL=VALUE, e.g. random,realvisxl=/models/RealVisXL_V4.0.safetensors"),
+    ("--variant", str, "weights variant for hub/folder loading, e.g. fp16"),
+    ("--steps", int, "denoising steps (default: the model's, 10 for the SDXL family, 28 for SD3.5)"),
+    ("--warmups", int, "untimed-for-E2E warmup calls; the first is recorded as warmup_s (default 1)"),
+    ("--rounds", int, "timed rounds per case; E2E is their median (default 3)"),
+    ("--batch", int, "images per prompt (default 1)"),
+    ("--seed", int, "seed of the first prompt; quality prompt i uses seed+i (default 333)"),
+    ("--prompt", str, "replace the first (timed) prompt of the task"),
+    ("--prompts", int, "prompt/seed pairs compared against eager for quality (default 3)"),
+    ("--dtype", str, "auto (default: fp16, bf16 for SD3, fp32 on CPU) | float16 | bfloat16 | float32"),
+    ("--device", str, "auto (default: cuda if present) | cpu | cuda | cuda:N"),
+    ("--compile-mode", str, "torch.compile mode: default | reduce-overhead | max-autotune | "
+                            "max-autotune-no-cudagraphs"),
+    ("--compiler-config", str, "JSON options of the compile backend, e.g. "
+                               "'{\"mode\": \"max-autotune\", \"fullgraph\": true, \"dynamic\": false, "
+                               "\"memory_format\": \"channels_last\", \"fuse_qkv_projections\": true}'"),
+    ("--input-image", str, "input image of image-to-image cases (default fixtures/images/astronaut.png)"),
+    ("--quality-floor", str, "per-backend minimum SSIM/PSNR, e.g. compile=0.97/32 (defaults in README)"),
+    ("--results-dir", str, "where each run's folder (results.jsonl, run.json, images/) goes "
+                           "(default reports/runs)"),
+)
+
+
+def dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_options(parser: Any) -> None:
+    group = parser.getgroup("diffbench", "diffbench benchmark matrix")
+    for flag, kind, help_text in OPTIONS:
+        group.addoption(flag, dest=f"diffbench_{dest(flag)}", type=kind, default=None, help=help_text)
+
+
+def raw_values(config: Any) -> dict[str, Any]:
+    return {dest(flag): config.getoption(f"diffbench_{dest(flag)}") for flag, _, _ in OPTIONS}

@@ -1,0 +1,69 @@
+"""The pipeline cache: one model on the device at a time, task pipelines sharing its components."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from diffbench.catalog import ModelSpec
+from diffbench.measure import synchronize
+from diffbench.weights import load_pipeline, pipeline_class
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    key: tuple
+    pipe: Any
+    load_s: float
+    task_pipes: dict[str, Any] = field(default_factory=dict)
+
+
+class PipelineCache:
+    """Holds the last model built; asking for another releases it first (GPU memory is finite)."""
+
+    def __init__(self) -> None:
+        self._loaded: LoadedModel | None = None
+        self.loads = 0  # how many times a model was built: tests check nothing is built twice
+
+    def get(self, spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str,
+            variant: str | None = None) -> LoadedModel:
+        key = (spec.name, weights, str(torch_dtype), device, variant)
+        if self._loaded is None or self._loaded.key != key:
+            self.release()
+            logger.info("building %s (weights=%s, %s, %s)", spec.name, weights, torch_dtype, device)
+            synchronize(device)
+            start = time.perf_counter()
+            pipe = load_pipeline(spec, weights, torch_dtype, device, variant)
+            synchronize(device)
+            self._loaded = LoadedModel(key, pipe, time.perf_counter() - start)
+            self.loads += 1
+        return self._loaded
+
+    def task_pipeline(self, loaded: LoadedModel, spec: ModelSpec, task: str) -> Any:
+        """The pipeline for `task` over the loaded model's components (built once per task)."""
+        if task not in loaded.task_pipes:
+            cls = pipeline_class(spec, task)
+            pipe = loaded.pipe if isinstance(loaded.pipe, cls) else cls.from_pipe(loaded.pipe)
+            pipe.set_progress_bar_config(disable=True)
+            loaded.task_pipes[task] = pipe
+        return loaded.task_pipes[task]
+
+    def release(self) -> None:
+        """Drop the cached model and return its memory to the device."""
+        if self._loaded is None:
+            return
+        self._loaded = None
+        release_memory()
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

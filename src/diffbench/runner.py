@@ -1,0 +1,210 @@
+"""Running one case: skip checks, build, apply the backend, warm up, time, check quality, record."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+from diffbench.backends.base import Backend, get_backend_class, shallow_copy
+from diffbench.case import Case
+from diffbench.catalog import MODELS, ModelSpec
+from diffbench.errors import QualityError, UnavailableError
+from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
+from diffbench.measure import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
+from diffbench.pipelines import PipelineCache, release_memory
+from diffbench.quality import QualityResult, assess
+from diffbench.records import RunFolder, _clean, new_record
+from diffbench.settings import RunSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Reference:
+    """The eager images of a (model, task, resolution), and eager's E2E median if it was timed."""
+
+    images: list[np.ndarray]
+    e2e_s: float | None = None
+
+
+@dataclass
+class Rounds:
+    """What the timed rounds produced."""
+
+    seconds: list[float] = field(default_factory=list)
+    its: list[float] = field(default_factory=list)
+    first_images: np.ndarray | None = None  # of the first call (warmup or round 1), for determinism
+    last_images: np.ndarray | None = None
+
+
+def _images(batch: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(image) for image in batch]
+
+
+class BenchSession:
+    """State shared by the cases of one pytest run: settings, pipeline cache, eager references."""
+
+    def __init__(self, settings: RunSettings, run_folder: RunFolder):
+        self.settings = settings
+        self.device = settings.resolved_device()
+        self.run_folder = run_folder
+        self.cache = PipelineCache()
+        self.references: dict[tuple, Reference] = {}
+        self.backends: dict[str, Backend] = {
+            name: get_backend_class(name)(settings.backend_options.get(name)) for name in settings.backends
+        }
+
+    def skip_reason(self, case: Case, spec: ModelSpec) -> str | None:
+        """Why `case` cannot run here, precisely enough to act on; None if it can."""
+        cuda = torch.cuda.is_available()
+        if self.device.startswith("cuda") and not cuda:
+            return f"--device {self.device}, but torch {torch.__version__} sees no CUDA GPU"
+        if self.settings.weights_for(spec) != "tiny" and not self.device.startswith("cuda"):
+            return (
+                f"no supported GPU: {spec.name} is a full-size model and needs a CUDA GPU "
+                f"(torch {torch.__version__} sees none); the tiny-* models run on the CPU, "
+                "or force the CPU with --device cpu"
+            ) if self.settings.device == "auto" else None
+        backend = self.backends[case.backend]
+        return backend.unavailable_reason(self.device) or backend.unsupported_reason(case, spec, self.device)
+
+    def _new_record(self, case: Case, spec: ModelSpec) -> dict[str, Any]:
+        dtype = self.settings.torch_dtype(spec, self.device)
+        return new_record(
+            case=case.id, model=case.model, task=case.task, resolution=str(case.resolution),
+            backend=case.backend, weights=self.settings.weights_for(spec), dtype=str(dtype).removeprefix("torch."),
+            device=self.device, steps=self.settings.steps_for(spec), batch=self.settings.batch,
+            seed=self.settings.seed, status="running", message=None, run_id=self.run_folder.run_id,
+            backend_options=self.settings.backend_options.get(case.backend) or {},
+        )
+
+    def run(self, case: Case, benchmark: Any) -> dict[str, Any]:
+        """Run `case` under pytest-benchmark; the record is written whatever the outcome."""
+        spec = MODELS[case.model]
+        record = self._new_record(case, spec)
+        try:
+            reason = self.skip_reason(case, spec)
+            if reason:
+                raise UnavailableError(reason)
+            self._measure(case, spec, record, benchmark)
+        except UnavailableError as error:
+            record.update(status="skipped", message=str(error))
+            pytest.skip(str(error))
+        except torch.cuda.OutOfMemoryError as error:
+            record.update(status="oom", message=str(error).splitlines()[0])
+            raise
+        except Exception as error:
+            if record["status"] == "running":
+                record.update(status="failed", message=f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            if record["status"] == "running":
+                record["status"] = "interrupted"
+            self._finish_case(case, record, benchmark)
+        return record
+
+    def _finish_case(self, case: Case, record: dict[str, Any], benchmark: Any) -> None:
+        self.run_folder.append(record)
+        benchmark.extra_info.update(_clean(record))
+        if case.backend != "eager":
+            torch._dynamo.reset()  # drop compiled graphs (and the module copies they hold)
+        release_memory()
+
+    def _caller(self, pipe: Any, spec: ModelSpec, case: Case) -> Callable[..., np.ndarray]:
+        """A function (prompt, seed, callback=None) -> images (B x H x W x C floats in [0, 1])."""
+        settings = self.settings
+        fixed: dict[str, Any] = dict(spec.call_kwargs.get(case.task, {}))
+        fixed.update(num_inference_steps=settings.steps_for(spec), num_images_per_prompt=settings.batch,
+                     output_type="np")
+        if case.task == "t2i":
+            fixed.update(height=case.resolution.height, width=case.resolution.width)
+        else:
+            fixed["image"] = load_input_image(settings.input_image or default_input_image(), case.resolution)
+
+        def call(prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray:
+            generator = torch.Generator("cpu").manual_seed(seed)
+            extra = {"callback_on_step_end": callback} if callback else {}
+            return pipe(prompt=prompt, generator=generator, **fixed, **extra).images
+
+        return call
+
+    def _measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
+        settings = self.settings
+        loaded = self.cache.get(spec, record["weights"], settings.torch_dtype(spec, self.device),
+                                self.device, settings.variant)
+        record["load_s"] = loaded.load_s
+        base = self.cache.task_pipeline(loaded, spec, case.task)
+        backend = self.backends[case.backend]
+        pipe = backend.apply(shallow_copy(base))
+        pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
+        call = self._caller(pipe, spec, case)
+        rounds = Rounds()
+        warmups = []
+        for _ in range(settings.warmups):
+            seconds, images = timed(self.device, call, *pairs[0])
+            warmups.append(seconds)
+            rounds.first_images = images if rounds.first_images is None else rounds.first_images
+        record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0])
+        reset_peak_memory(self.device)
+        benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
+        benchmark.pedantic(self._one_round, args=(call, pairs[0], rounds), rounds=settings.rounds,
+                           iterations=1, warmup_rounds=0)
+        record.update(self._timing_summary(rounds))
+        record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
+        outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
+        quality = self._quality(case, spec, base, backend, outputs, rounds, record)
+        record.update(quality.summary(), quality_floor=str(settings.quality_floor(case.backend)),
+                      quality_images=len(outputs))
+        if not quality.passed:
+            record.update(status="failed", message="quality gate: " + "; ".join(quality.failures))
+            raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
+        record["status"] = "ok"
+
+    def _one_round(self, call: Callable, pair: tuple[str, int], rounds: Rounds) -> None:
+        timer = StepTimer(self.device)
+        seconds, images = timed(self.device, call, *pair, callback=timer)
+        rounds.seconds.append(seconds)
+        its = timer.iterations_per_second()
+        if its is not None:
+            rounds.its.append(its)
+        if rounds.first_images is None:
+            rounds.first_images = images
+        rounds.last_images = images
+
+    def _timing_summary(self, rounds: Rounds) -> dict[str, Any]:
+        seconds = rounds.seconds
+        quartiles = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else [seconds[0]] * 3
+        return {
+            "e2e_s": statistics.median(seconds), "e2e_min_s": min(seconds), "e2e_max_s": max(seconds),
+            "e2e_stdev_s": statistics.stdev(seconds) if len(seconds) > 1 else 0.0,
+            "e2e_iqr_s": quartiles[2] - quartiles[0], "e2e_rounds_s": seconds,
+            "its": statistics.median(rounds.its) if rounds.its else None, "its_rounds": rounds.its,
+            "peak_mem_gib": peak_memory_gib(self.device), "peak_reserved_gib": peak_reserved_gib(self.device),
+            "host_rss_gib": host_rss_gib(),
+        }
+
+    def _quality(self, case: Case, spec: ModelSpec, base: Any, backend: Backend, outputs: list[np.ndarray],
+                 rounds: Rounds, record: dict[str, Any]) -> QualityResult:
+        floor = self.settings.quality_floor(case.backend)
+        if case.backend == "eager":
+            # Eager is the reference; what it must pass is matching itself from call to call.
+            determinism = assess(_images(rounds.first_images), _images(rounds.last_images), floor)
+            record.update(deterministic=bool(determinism.passed and min(determinism.ssim, default=0) == 1.0),
+                          speedup=1.0)
+            self.references[case.reference_key] = Reference(outputs, record["e2e_s"])
+            return determinism
+        reference = self.references.get(case.reference_key)
+        if reference is None:  # eager was not selected in this run: make its images, untimed
+            eager_call = self._caller(shallow_copy(base), spec, case)
+            pairs = prompt_seed_pairs(case.task, self.settings.prompts, self.settings.seed, self.settings.prompt)
+            reference = Reference([img for p in pairs for img in _images(eager_call(*p))])
+            self.references[case.reference_key] = reference
+        if reference.e2e_s:
+            record["speedup"] = reference.e2e_s / record["e2e_s"]
+        return assess(reference.images, outputs, floor)

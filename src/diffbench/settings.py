@@ -1,0 +1,207 @@
+"""Run settings parsed from the command line and validated up front, plus the matrix they expand to."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffbench.backends.base import QualityFloor, get_backend_class, registry
+from diffbench.case import TASKS, Case, Resolution
+from diffbench.catalog import MODELS, ModelSpec, get_model
+from diffbench.errors import OptionError
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
+WEIGHT_KINDS = ("hub", "random", "tiny")
+DEFAULT_BACKENDS = ("eager", "compile")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs besides the case itself; one instance per pytest run."""
+
+    models: tuple[str, ...] = tuple(MODELS)
+    tasks: tuple[str, ...] = tuple(TASKS)
+    resolutions: tuple[Resolution, ...] | None = None  # None: each model's defaults
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)  # model -> hub|random|tiny|path
+    default_weights: str = "hub"
+    variant: str | None = None
+    steps: int | None = None
+    warmups: int = 1
+    rounds: int = 3
+    batch: int = 1
+    seed: int = 333
+    prompt: str | None = None
+    prompts: int = 3
+    dtype: str = "auto"
+    device: str = "auto"
+    input_image: Path | None = None
+    quality_floors: dict[str, QualityFloor] = field(default_factory=dict)
+    results_dir: Path = Path("reports/runs")
+
+    def weights_for(self, spec: ModelSpec) -> str:
+        if spec.is_tiny:
+            return "tiny"
+        return self.weights.get(spec.name, self.default_weights)
+
+    def steps_for(self, spec: ModelSpec) -> int:
+        return self.steps or spec.default_steps
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def torch_dtype(self, spec: ModelSpec, device: str) -> torch.dtype:
+        if self.dtype != "auto":
+            return DTYPES[self.dtype]
+        return DTYPES[spec.gpu_dtype] if device.startswith("cuda") else torch.float32
+
+    def quality_floor(self, backend: str) -> QualityFloor:
+        return self.quality_floors.get(backend) or get_backend_class(backend).quality_floor
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _choose(values: list[str], valid: list[str], what: str) -> tuple[str, ...]:
+    for value in values:
+        if value not in valid:
+            raise OptionError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _positive(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise OptionError(f"--{name} must be at least {minimum}, got {value}")
+
+
+def parse_weights(text: str | None) -> tuple[str, dict[str, str]]:
+    """`--weights random` or `--weights random,realvisxl=/models/RealVisXL_V4.0.safetensors`."""
+    default, per_model = "hub", {}
+    for part in _split(text):
+        name, has_model, value = part.partition("=")
+        if has_model:
+            get_model(name)
+            per_model[name] = _check_weights(value)
+        else:
+            default = _check_weights(part)
+    return default, per_model
+
+
+def _check_weights(value: str) -> str:
+    if value in WEIGHT_KINDS:
+        return value
+    if not Path(value).expanduser().exists():
+        raise OptionError(
+            f"--weights {value!r} is neither one of {', '.join(WEIGHT_KINDS)} nor an existing "
+            "local folder or checkpoint file"
+        )
+    return str(Path(value).expanduser())
+
+
+def parse_quality_floors(text: str | None) -> dict[str, QualityFloor]:
+    """`--quality-floor compile=0.97/32,eager=0.999/50` (SSIM/PSNR dB per backend)."""
+    floors = {}
+    for part in _split(text):
+        backend, _, values = part.partition("=")
+        get_backend_class(backend)
+        try:
+            ssim, psnr = (float(v) for v in values.split("/"))
+        except ValueError:
+            raise OptionError(f"--quality-floor {part!r}: write BACKEND=SSIM/PSNR, e.g. compile=0.97/32") from None
+        if not 0.0 <= ssim <= 1.0:
+            raise OptionError(f"--quality-floor {part!r}: SSIM must lie in [0, 1]")
+        floors[backend] = QualityFloor(ssim=ssim, psnr=psnr)
+    return floors
+
+
+def parse_compiler_config(text: str | None, mode: str | None) -> dict[str, Any]:
+    """The JSON object of `--compiler-config`, with `--compile-mode` folded in."""
+    options: dict[str, Any] = {}
+    if text:
+        try:
+            options = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise OptionError(f"--compiler-config is not valid JSON ({error}): {text!r}") from None
+        if not isinstance(options, dict):
+            raise OptionError(f"--compiler-config must be a JSON object, got {text!r}")
+    if mode:
+        options["mode"] = mode
+    return options
+
+
+def build_settings(raw: dict[str, Any]) -> RunSettings:
+    """Validate the raw option values (strings as typed, None when absent) into RunSettings."""
+    models = _choose(_split(raw.get("models")) or list(MODELS), list(MODELS), "model")
+    tasks = _choose(_split(raw.get("tasks")) or list(TASKS), list(TASKS), "task")
+    backends = _choose(_split(raw.get("backends")) or list(DEFAULT_BACKENDS), list(registry()), "backend")
+    resolutions = tuple(Resolution.parse(r) for r in _split(raw.get("resolutions"))) or None
+    for name in ("steps", "warmups", "rounds", "batch", "prompts"):
+        _positive(name, raw.get(name), minimum=0 if name == "warmups" else 1)
+    dtype = DTYPE_ALIASES.get(raw.get("dtype") or "auto", raw.get("dtype") or "auto")
+    if dtype not in ("auto", *DTYPES):
+        raise OptionError(f"unknown --dtype {raw['dtype']!r}; valid: auto, {', '.join(DTYPES)}")
+    device = raw.get("device") or "auto"
+    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
+        raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    input_image = raw.get("input_image")
+    if input_image and not Path(input_image).is_file():
+        raise OptionError(f"--input-image {input_image!r} is not a file")
+    default_weights, per_model_weights = parse_weights(raw.get("weights"))
+    backend_options = {"compile": parse_compiler_config(raw.get("compiler_config"), raw.get("compile_mode"))}
+    for name in backends:  # construct each backend once now, so bad options fail before any work
+        get_backend_class(name)(backend_options.get(name))
+    settings = RunSettings(
+        models=models, tasks=tasks, resolutions=resolutions, backends=backends,
+        backend_options=backend_options, weights=per_model_weights, default_weights=default_weights,
+        variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
+        rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
+        prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
+        input_image=Path(input_image) if input_image else None,
+        quality_floors=parse_quality_floors(raw.get("quality_floor")),
+        results_dir=Path(raw.get("results_dir") or "reports/runs"),
+    )
+    expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take
+    return settings
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def model_resolutions(settings: RunSettings, spec: ModelSpec) -> tuple[Resolution, ...]:
+    """The sizes a model runs at; each must divide by the model's latent/patch factor."""
+    sizes = settings.resolutions or tuple(Resolution.parse(r) for r in spec.default_resolutions)
+    for size in sizes:
+        if size.height % spec.resolution_multiple or size.width % spec.resolution_multiple:
+            raise OptionError(
+                f"resolution {size} does not divide by {spec.resolution_multiple}, which {spec.name} "
+                f"needs; use e.g. {size.height // spec.resolution_multiple * spec.resolution_multiple}"
+            )
+    return sizes
+
+
+def expand_matrix(settings: RunSettings) -> list[Case]:
+    """Every case model x task x resolution x backend, in the order that builds each model once."""
+    # Eager first in each group: its timing makes the speedups and its images the reference.
+    backends = sorted(settings.backends, key=lambda name: name != "eager")
+    cases = []
+    for model in settings.models:
+        spec = MODELS[model]
+        for task in settings.tasks:
+            if task not in spec.tasks:
+                continue  # e.g. ip2p has no text-to-image pipeline: no case, not a skip
+            for resolution in model_resolutions(settings, spec):
+                cases.extend(Case(model, task, resolution, backend) for backend in backends)
+    if not cases:
+        supported = "; ".join(f"{m}: {', '.join(MODELS[m].tasks)}" for m in settings.models)
+        raise OptionError(f"no case to run: the models selected support only these tasks: {supported}")
+    return cases

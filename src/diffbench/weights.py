@@ -1,0 +1,95 @@
+"""Where a model's weights come from: the hub cache, a local folder or file, random, or tiny."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+
+from diffbench.catalog import ModelSpec
+from diffbench.errors import OptionError, UnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+def pipeline_class(spec: ModelSpec, task: str | None = None) -> type:
+    """The diffusers pipeline class of `spec` for `task` (default: its first task)."""
+    return getattr(diffusers, spec.pipelines[task or spec.tasks[0]])
+
+
+def _loading_kwargs(cls: type, torch_dtype: torch.dtype, variant: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype}
+    if variant:
+        kwargs["variant"] = variant
+    if "safety_checker" in inspect.signature(cls.__init__).parameters:
+        # Benchmarks time the model, not the NSFW filter (and random weights would trip it).
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    return kwargs
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def load_from_hub(spec: ModelSpec, torch_dtype: torch.dtype, variant: str | None) -> Any:
+    """From the user's Hugging Face cache (downloading only when online and not cached)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cls = pipeline_class(spec)
+    cached = isinstance(try_to_load_from_cache(spec.hub_id, "model_index.json"), str)
+    how_to = (
+        f"download them with `hf download {spec.hub_id}`, or pass --weights {spec.name}=/path/to/local "
+        "(a folder or a single .safetensors file), or --weights random for random full-size weights"
+    )
+    if not cached and _hub_offline():
+        raise UnavailableError(
+            f"weights for {spec.name} ({spec.hub_id}) are not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: {how_to}"
+        )
+    try:
+        return cls.from_pretrained(spec.hub_id, local_files_only=_hub_offline(),
+                                   **_loading_kwargs(cls, torch_dtype, variant))
+    except (OSError, ValueError) as error:  # diffusers reports absent or partial repos this way
+        raise UnavailableError(f"could not load {spec.hub_id} ({type(error).__name__}: {error}); {how_to}") from error
+
+
+def load_local(spec: ModelSpec, path: Path, torch_dtype: torch.dtype, variant: str | None) -> Any:
+    """From a saved pipeline folder, or a single-file checkpoint (as RealVisXL is shipped)."""
+    cls = pipeline_class(spec)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise OptionError(f"--weights folder {str(path)!r} has no model_index.json: not a saved diffusers pipeline")
+        return cls.from_pretrained(str(path), local_files_only=True, **_loading_kwargs(cls, torch_dtype, variant))
+    from diffbench.random_weights import materialize_config_folder
+    from diffbench.single_file import load_single_file
+
+    config_folder = materialize_config_folder(spec.arch, _config_cache_dir() / spec.arch)
+    return load_single_file(cls, path, config_folder, torch_dtype)
+
+
+def _config_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "diffbench" / "configs"
+
+
+def load_pipeline(spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str,
+                  variant: str | None = None) -> Any:
+    """The model's first-task pipeline on `device`, with the catalog's scheduler swapped in."""
+    from diffbench.random_weights import build_random_pipeline
+
+    if weights in ("random", "tiny"):
+        arch = spec.tiny_arch if weights == "tiny" else spec.arch
+        pipe = build_random_pipeline(arch, torch_dtype, device, pipeline_cls=pipeline_class(spec))
+    elif weights == "hub":
+        pipe = load_from_hub(spec, torch_dtype, variant).to(device)
+    else:
+        pipe = load_local(spec, Path(weights), torch_dtype, variant).to(device)
+    if spec.scheduler:
+        pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

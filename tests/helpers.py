@@ -1,0 +1,35 @@
+"""Shared helpers of the harness's own tests: a stand-in benchmark fixture and settings builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from diffbench.records import RunFolder
+from diffbench.runner import BenchSession
+from diffbench.settings import build_settings
+
+
+class RecordingBenchmark:
+    """Does what pytest-benchmark's fixture does for the runner: calls the target `rounds` times."""
+
+    def __init__(self) -> None:
+        self.extra_info: dict[str, Any] = {}
+        self.group: str | None = None
+        self.calls = 0
+
+    def pedantic(self, target, args=(), kwargs=None, rounds=1, iterations=1, warmup_rounds=0):
+        result = None
+        for _ in range(warmup_rounds + rounds * iterations):
+            result = target(*args, **(kwargs or {}))
+            self.calls += 1
+        return result
+
+
+def make_session(tmp_path: Path, **raw: Any) -> BenchSession:
+    """A BenchSession over tiny models with fast defaults; `raw` are option values as typed."""
+    values = {"models": "tiny-sdxl", "backends": "eager", "rounds": 2, "prompts": 2, "steps": 3,
+              "results_dir": str(tmp_path / "runs")}
+    values.update(raw)
+    settings = build_settings(values)
+    return BenchSession(settings, RunFolder(settings.results_dir))

@@ -1,0 +1,26 @@
+"""The pytest entry point as a user runs it: ids, -k selection, usage errors (exit code 4)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_pytest(*args):
+    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_keyword_selection_matches_readable_ids():
+    result = run_pytest("--collect-only", "-q", "-k", "1024 and compile and sdxl")
+    assert result.returncode == 0, result.stderr
+    selected = sorted(line.split("[")[1].rstrip("]") for line in result.stdout.splitlines() if "::" in line)
+    assert selected == ["sdxl-i2i-1024-compile", "sdxl-t2i-1024-compile"]
+
+
+def test_bad_option_is_a_usage_error_listing_valid_values():
+    result = run_pytest("--collect-only", "--backends", "nosuch")
+    assert result.returncode == 4
+    assert "unknown backend 'nosuch'; valid backends: eager, compile" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -1,0 +1,124 @@
+"""The case runner on tiny CPU models: records, files, speedups, the quality gate, isolation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffbench.backends.base import Backend, QualityFloor, register
+from diffbench.errors import QualityError
+from diffbench.quality import assess
+from diffbench.records import RECORD_KEYS, read_results
+from diffbench.settings import expand_matrix
+from helpers import RecordingBenchmark, make_session
+
+EAGER_DYNAMO = json.dumps({"backend": "eager"})  # torch.compile's graph capture without inductor: fast
+
+
+@register
+class PerturbedBackend(Backend):
+    """A deliberately wrong backend: its VAE decodes noisier latents."""
+
+    name = "test-perturbed"
+    quality_floor = QualityFloor(ssim=0.95, psnr=30.0)
+
+    def apply(self, pipe):
+        import copy
+
+        vae = copy.copy(pipe.vae)
+        decode = vae.decode
+
+        def noisy_decode(latents, *args, **kwargs):
+            # Relative to the latents' own scale: random-weight UNets leave latents of any magnitude.
+            noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0)).to(latents)
+            return decode(latents + 0.5 * latents.std() * noise, *args, **kwargs)
+
+        vae.decode = noisy_decode
+        pipe.vae = vae
+        return pipe
+
+
+def run_all(session, **only):
+    records = {}
+    for case in expand_matrix(session.settings):
+        if all(getattr(case, key) == value for key, value in only.items()):
+            records[case.id] = session.run(case, RecordingBenchmark())
+    return records
+
+
+def test_tiny_matrix_records_every_key_and_writes_files(tmp_path):
+    session = make_session(tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO)
+    records = run_all(session)
+    assert list(records) == ["tiny-sdxl-t2i-128-eager", "tiny-sdxl-t2i-128-compile",
+                             "tiny-sdxl-i2i-128-eager", "tiny-sdxl-i2i-128-compile"]
+    assert session.cache.loads == 1  # both tasks share one built model
+    for record in records.values():
+        assert set(RECORD_KEYS) <= set(record)
+        assert record["status"] == "ok" and record["resolution"] == "128x128"
+        assert record["device"] == "cpu" and record["dtype"] == "float32" and record["weights"] == "tiny"
+        assert record["e2e_s"] > 0 and record["warmup_s"] > 0 and record["its"] > 0 and record["load_s"] > 0
+        assert record["peak_mem_gib"] is None  # no CUDA: not invented
+        assert len(record["e2e_rounds_s"]) == 2 and record["quality_images"] == 2
+    compiled = records["tiny-sdxl-t2i-128-compile"]
+    eager = records["tiny-sdxl-t2i-128-eager"]
+    assert compiled["speedup"] == pytest.approx(eager["e2e_s"] / compiled["e2e_s"])
+    assert compiled["ssim"] > 0.999 and eager["deterministic"] is True
+    written = read_results(session.run_folder.results)
+    assert [r["case"] for r in written] == list(records)
+    saved = np.asarray(Image.open(session.run_folder.path / eager["image"]), dtype=np.float32) / 255
+    reference = session.references[expand_matrix(session.settings)[0].reference_key].images[0]
+    assert np.abs(saved - reference).max() <= 0.5 / 255 + 1e-6  # the case's own pixels, quantized
+
+
+def test_a_different_seed_fails_the_gate(tmp_path):
+    session = make_session(tmp_path)
+    case = expand_matrix(session.settings)[0]
+    from diffbench.catalog import MODELS
+
+    spec = MODELS[case.model]
+    loaded = session.cache.get(spec, "tiny", torch.float32, "cpu")
+    call = session._caller(session.cache.task_pipeline(loaded, spec, "t2i"), spec, case)
+    prompt = "a cat"
+    same = assess(list(call(prompt, 1)), list(call(prompt, 1)), session.settings.quality_floor("compile"))
+    other = assess(list(call(prompt, 1)), list(call(prompt, 2)), session.settings.quality_floor("compile"))
+    assert same.passed and same.ssim == [1.0]
+    assert not other.passed and other.ssim[0] < 0.9
+
+
+def test_perturbed_backend_fails_and_is_recorded(tmp_path):
+    session = make_session(tmp_path, backends="eager,test-perturbed", tasks="t2i")
+    cases = expand_matrix(session.settings)
+    session.run(cases[0], RecordingBenchmark())
+    with pytest.raises(QualityError, match="below the floor"):
+        session.run(cases[1], RecordingBenchmark())
+    written = read_results(session.run_folder.results)
+    assert [r["status"] for r in written] == ["ok", "failed"]
+    assert written[1]["message"].startswith("quality gate: image 0: SSIM")
+    assert written[1]["ssim"] < 0.95
+
+
+def state_checksum(pipe):
+    return {name: float(sum(p.double().sum() for p in getattr(pipe, name).state_dict().values()))
+            for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+
+
+def test_eager_output_is_bit_identical_after_every_other_backend(tmp_path):
+    in_place = json.dumps({"backend": "aot_eager", "fuse_qkv_projections": True, "memory_format": "channels_last"})
+    session = make_session(tmp_path, backends="eager,compile,test-perturbed", tasks="t2i",
+                           compiler_config=in_place)
+    eager, compiled, perturbed = expand_matrix(session.settings)
+    session.run(eager, RecordingBenchmark())
+    before = [image.copy() for image in session.references[eager.reference_key].images]
+    base = session.cache._loaded.pipe
+    checksum = state_checksum(base)
+    assert session.run(compiled, RecordingBenchmark())["status"] == "ok"
+    with pytest.raises(QualityError):
+        session.run(perturbed, RecordingBenchmark())
+    session.run(eager, RecordingBenchmark())
+    after = session.references[eager.reference_key].images
+    assert all(np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+    assert state_checksum(base) == checksum
+    assert type(base.unet).__name__ == "UNet2DConditionModel"  # never replaced by a compiled wrapper
+    assert session.cache.loads == 1
