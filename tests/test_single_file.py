@@ -123,8 +123,8 @@ def test_pipeline_class_is_kept(loaded):
     assert loaded.tokenizer is not None and loaded.tokenizer_2 is not None
 
 
-# tiny-sdxl's two text encoders share one width, where plain diffusers would give text_encoder_2 the
-# CLIP-L weights: exactness here also covers load_single_file's OpenCLIP disambiguation.
+# diffusers tells SDXL's two text encoders apart by width (it gives a CLIP model the CLIP-L weights
+# whenever widths match): tiny-sdxl's encoders differ in width (32, 48) like the real ones (768, 1280).
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_weights_round_trip_exactly(original, loaded, component):
     expected = getattr(original, component).state_dict()

@@ -48,6 +48,7 @@ def stack_info() -> dict:
     info = {
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
+        "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "gpu": None,
         "gpu_count": 0,

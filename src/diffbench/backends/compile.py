@@ -20,7 +20,10 @@ class CompileBackend(Backend):
     """torch.compile with the mode and options a user gives; lossless, so a tight quality floor."""
 
     name = "compile"
-    quality_floor = QualityFloor(ssim=0.95, psnr=30.0)
+    # Measured on an H100 (reports/gpu-2026-11-22-sdxl-t2i): SSIM 1.0000, PSNR 68.2 dB vs eager for
+    # random-weight SDXL at 512 and 1024. Real weights carry small differences further along the
+    # trajectory, hence the margin; anything below this is not a lossless compile.
+    quality_floor = QualityFloor(ssim=0.98, psnr=35.0)
     option_keys = frozenset(
         {"mode", "fullgraph", "dynamic", "backend", "options", "components", "memory_format",
          "fuse_qkv_projections"}
