@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from diffbench.case import Case
 from diffbench.environment import stack_info
 from diffbench.errors import OptionError
 from diffbench.options import add_options, raw_values
@@ -44,8 +45,8 @@ def pytest_collection_modifyitems(config, items):
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):
-        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
-        return (0, order[case.id]) if case is not None else (1, 0)
+        case = item.callspec.params.get("case") if hasattr(item, "callspec") else None
+        return (0, order[case.id]) if isinstance(case, Case) else (1, 0)  # an empty set's item is not a Case
 
     items.sort(key=position)
 

@@ -24,3 +24,10 @@ def test_bad_option_is_a_usage_error_listing_valid_values():
     assert result.returncode == 4
     assert "unknown backend 'nosuch'; valid backends: eager, compile" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_task_with_no_case_is_reported_not_crashed():
+    result = run_pytest("--collect-only", "-q", "--models", "tiny-ip2p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test_image_to_image[tiny-ip2p-i2i-128-eager]" in result.stdout
+    assert "INTERNALERROR" not in result.stdout + result.stderr

@@ -122,3 +122,18 @@ def test_eager_output_is_bit_identical_after_every_other_backend(tmp_path):
     assert state_checksum(base) == checksum
     assert type(base.unet).__name__ == "UNet2DConditionModel"  # never replaced by a compiled wrapper
     assert session.cache.loads == 1
+
+
+def test_task_pipelines_share_modules_without_changing_their_dtype(tmp_path):
+    session = make_session(tmp_path, dtype="bfloat16")
+    from diffbench.catalog import MODELS
+
+    spec = MODELS["tiny-sdxl"]
+    loaded = session.cache.get(spec, "tiny", torch.bfloat16, "cpu")
+    text_to_image = session.cache.task_pipeline(loaded, spec, "t2i")
+    image_to_image = session.cache.task_pipeline(loaded, spec, "i2i")
+    assert type(image_to_image).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    assert image_to_image.unet is text_to_image.unet and image_to_image.vae is text_to_image.vae
+    dtypes = {p.dtype for name in ("unet", "vae", "text_encoder", "text_encoder_2")
+              for p in getattr(text_to_image, name).parameters()}
+    assert dtypes == {torch.bfloat16}

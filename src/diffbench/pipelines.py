@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class PipelineCache:
         """The pipeline for `task` over the loaded model's components (built once per task)."""
         if task not in loaded.task_pipes:
             cls = pipeline_class(spec, task)
-            pipe = loaded.pipe if isinstance(loaded.pipe, cls) else cls.from_pipe(loaded.pipe)
+            pipe = loaded.pipe if isinstance(loaded.pipe, cls) else share_components(loaded.pipe, cls)
             pipe.set_progress_bar_config(disable=True)
             loaded.task_pipes[task] = pipe
         return loaded.task_pipes[task]
@@ -61,6 +62,17 @@ class PipelineCache:
             return
         self._loaded = None
         release_memory()
+
+
+def share_components(pipe: Any, cls: type) -> Any:
+    """A `cls` pipeline over `pipe`'s very modules, dtypes untouched.
+
+    Not `cls.from_pipe(pipe)`: in diffusers 0.42 it casts every shared module to float32 in place
+    unless given a dtype, which silently turned an fp16 SDXL into fp32 for every later case.
+    """
+    accepted = inspect.signature(cls.__init__).parameters
+    components = {name: module for name, module in pipe.components.items() if name in accepted}
+    return cls(**components)
 
 
 def release_memory() -> None:
