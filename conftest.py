@@ -8,12 +8,14 @@ from diffbench.case import Case
 from diffbench.environment import stack_info
 from diffbench.errors import OptionError
 from diffbench.options import add_options, raw_values
-from diffbench.records import RunFolder
+from diffbench.records import RunFolder, read_results
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings, expand_matrix
+from diffbench.summary import markdown_table
 
 SETTINGS = pytest.StashKey()
 MATRIX = pytest.StashKey()
+RUN_FOLDER = pytest.StashKey()
 
 
 def pytest_addoption(parser):
@@ -55,11 +57,22 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["diffbench"] = stack_info()
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """The seeds' table for this run (every case, skips and failures with their reasons)."""
+    folder = config.stash.get(RUN_FOLDER, None)
+    if folder is None or not folder.results.exists():
+        return
+    terminalreporter.write_sep("-", "diffbench results")
+    terminalreporter.write_line(markdown_table(read_results(folder.results)))
+    terminalreporter.write_line(f"records: {folder.results}  images: {folder.images}")
+
+
 @pytest.fixture(scope="session")
 def bench_session(request):
     """The run's shared state; its folder receives every case's record as the case ends."""
     settings = request.config.stash[SETTINGS]
     folder = RunFolder(settings.results_dir)
+    request.config.stash[RUN_FOLDER] = folder
     folder.write_meta({"settings": repr(settings), "stack": stack_info(),
                        "command": request.config.invocation_params.args})
     session = BenchSession(settings, folder)

@@ -31,3 +31,22 @@ def test_a_task_with_no_case_is_reported_not_crashed():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test_image_to_image[tiny-ip2p-i2i-128-eager]" in result.stdout
     assert "INTERNALERROR" not in result.stdout + result.stderr
+
+
+def test_a_tiny_case_end_to_end_writes_benchmark_json_results_and_summary(tmp_path):
+    result = run_pytest("-k", "tiny-sdxl-t2i and eager", "--rounds", "2", "--prompts", "1",
+                        "--results-dir", str(tmp_path / "runs"), "--benchmark-json", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    import json
+
+    benchmark = json.loads((tmp_path / "b.json").read_text())
+    (case,) = benchmark["benchmarks"]
+    assert case["extra_info"]["case"] == "tiny-sdxl-t2i-128-eager" and case["extra_info"]["status"] == "ok"
+    assert case["stats"]["rounds"] == 2
+    import statistics
+
+    assert case["extra_info"]["e2e_s"] == statistics.median(case["extra_info"]["e2e_rounds_s"]) > 0
+    assert benchmark["machine_info"]["diffbench"]["packages"]["diffusers"]
+    (run_folder,) = (tmp_path / "runs").iterdir()
+    assert (run_folder / "images" / "tiny-sdxl-t2i-128-eager.png").is_file()
+    assert "diffbench results" in result.stdout and "| tiny-sdxl-t2i-128-eager | ok |" in result.stdout
