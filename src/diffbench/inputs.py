@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 
@@ -11,12 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from diffbench.case import Resolution
 from diffbench.errors import OptionError
-
-
-def fixtures_dir() -> Path:
-    """The repository's fixtures/ folder, or $DIFFBENCH_FIXTURES."""
-    override = os.environ.get("DIFFBENCH_FIXTURES")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "fixtures"
+from diffbench.random_weights import fixtures_dir
 
 
 @cache

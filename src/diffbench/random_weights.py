@@ -32,10 +32,6 @@ def fixtures_dir() -> Path:
     return Path(os.environ.get(FIXTURES_ENV_VAR) or DEFAULT_FIXTURES_DIR)
 
 
-#: The arch folders as resolved at import; functions below re-resolve so a later env change is honoured.
-ARCHS_DIR = fixtures_dir() / "models"
-
-
 def available_archs() -> list[str]:
     """Names of the arch folders (each holding a model_index.json)."""
     return sorted(path.parent.name for path in (fixtures_dir() / "models").glob("*/model_index.json"))
