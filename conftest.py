@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diffbench.case import Case
-from diffbench.environment import stack_info
+from diffbench.environment import git_commit, stack_info
 from diffbench.errors import OptionError
 from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
@@ -73,8 +73,9 @@ def bench_session(request):
     settings = request.config.stash[SETTINGS]
     folder = RunFolder(settings.results_dir)
     request.config.stash[RUN_FOLDER] = folder
-    folder.write_meta({"settings": repr(settings), "stack": stack_info(),
-                       "command": request.config.invocation_params.args})
+    folder.write_meta({"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
+                       "settings": repr(settings), "stack": stack_info(),
+                       "command": list(request.config.invocation_params.args)})
     session = BenchSession(settings, folder)
     yield session
     session.cache.release()

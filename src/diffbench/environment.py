@@ -65,3 +65,15 @@ def stack_info() -> dict:
             driver=nvidia_driver(),
         )
     return info
+
+
+def git_commit() -> str | None:
+    """The commit of the working tree benchmarks run from (short hash, `+dirty` if changed), or None."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
