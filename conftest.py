@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from diffbench.case import Case
 from diffbench.environment import git_commit, stack_info
 from diffbench.errors import OptionError
+from diffbench.plan import estimate, format_plan, latest_records
 from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
 from diffbench.runner import BenchSession
@@ -30,6 +33,8 @@ def pytest_configure(config):
         raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings
     config.stash[MATRIX] = expand_matrix(settings)
+    if config.getoption("diffbench_plan"):
+        config.option.collectonly = True  # a plan runs nothing
 
 
 def pytest_generate_tests(metafunc):
@@ -51,6 +56,20 @@ def pytest_collection_modifyitems(config, items):
         return (0, order[case.id]) if isinstance(case, Case) else (1, 0)  # an empty set's item is not a Case
 
     items.sort(key=position)
+
+
+def pytest_collection_finish(session):
+    if not session.config.getoption("diffbench_plan"):
+        return
+    cases = [item.callspec.params["case"] for item in session.items
+             if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)]
+    folders = [Path(part) for part in session.config.getoption("diffbench_plan_history").split(",") if part]
+    settings = session.config.stash[SETTINGS]
+    estimates = estimate(cases, settings, latest_records(folders, settings.resolved_device()))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_sep("-", "diffbench plan")
+    for line in format_plan(estimates):
+        reporter.write_line(line)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

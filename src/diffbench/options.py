@@ -42,6 +42,11 @@ def add_options(parser: Any) -> None:
     group = parser.getgroup("diffbench", "diffbench benchmark matrix")
     for flag, kind, help_text in OPTIONS:
         group.addoption(flag, dest=f"diffbench_{dest(flag)}", type=kind, default=None, help=help_text)
+    group.addoption("--plan", action="store_true", dest="diffbench_plan",
+                    help="print the selected cases and their device time estimated from saved runs, then "
+                         "stop without running anything (implies --collect-only)")
+    group.addoption("--plan-history", dest="diffbench_plan_history", default="reports/runs,reports/gpu",
+                    help="comma-separated folders searched for saved runs by --plan (default reports/runs,reports/gpu)")
 
 
 def raw_values(config: Any) -> dict[str, Any]:

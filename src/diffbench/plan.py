@@ -1,0 +1,78 @@
+"""`--plan`: the cases a command would run and their device time, estimated from saved runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from diffbench.case import Case
+from diffbench.records import read_results
+from diffbench.settings import RunSettings
+
+DEFAULT_HISTORY = (Path("reports/runs"), Path("reports/gpu"))
+
+
+@dataclass
+class Estimate:
+    case: Case
+    seconds: float | None  # None: no saved run has this case
+    source: str  # where the numbers come from (run id and GPU)
+
+
+def _gpu_of(results: Path) -> str:
+    meta = results.parent / "run.json"
+    try:
+        return (json.loads(meta.read_text()).get("stack") or {}).get("gpu") or "cpu"
+    except (OSError, json.JSONDecodeError):
+        return "unknown"
+
+
+def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """The newest ok record of every case under `folders` (searched recursively) measured on the same
+    kind of device (CUDA or CPU), with the run and GPU it comes from. Newest = the latest run id."""
+    kind = device.split(":")[0]
+    candidates = []
+    for results in {path for folder in folders if folder.is_dir() for path in folder.rglob("results.jsonl")}:
+        try:
+            records = read_results(results)
+        except json.JSONDecodeError:
+            continue  # a corrupt file gives no estimate; `diffbench compare/report` name it
+        gpu = _gpu_of(results)
+        candidates += [(record.get("run_id") or "", record, gpu) for record in records
+                       if record.get("status") == "ok" and record.get("e2e_s")
+                       and str(record.get("device", "")).split(":")[0] == kind]
+    found: dict[str, tuple[dict[str, Any], str]] = {}
+    for run_id, record, gpu in sorted(candidates, key=lambda item: item[0]):
+        found[record["case"]] = (record, f"{run_id} on {gpu}")
+    return found
+
+
+def estimate(cases: list[Case], settings: RunSettings, history: dict) -> list[Estimate]:
+    """Per case: load (first case of a model) + warmup + (rounds + quality prompts - 1) x E2E."""
+    estimates, loaded = [], set()
+    for case in cases:
+        if case.id not in history:
+            estimates.append(Estimate(case, None, "no saved run of this case"))
+            continue
+        record, source = history[case.id]
+        calls = settings.rounds + settings.prompts - 1
+        seconds = (record.get("warmup_s") or 0.0) + calls * record["e2e_s"]
+        if case.model not in loaded:
+            seconds += record.get("load_s") or 0.0
+            loaded.add(case.model)
+        estimates.append(Estimate(case, seconds, source))
+    return estimates
+
+
+def format_plan(estimates: list[Estimate]) -> list[str]:
+    lines = [f"{'case':36} {'estimate':>10}  from"]
+    for item in estimates:
+        shown = "?" if item.seconds is None else f"{item.seconds:9.1f}s"
+        lines.append(f"{item.case.id:36} {shown:>10}  {item.source}")
+    known = [item.seconds for item in estimates if item.seconds is not None]
+    unknown = len(estimates) - len(known)
+    total = f"{len(estimates)} cases, about {sum(known) / 60:.1f} min for the {len(known)} with history"
+    lines.append(total + (f"; {unknown} never measured (not counted)" if unknown else ""))
+    return lines
