@@ -66,7 +66,7 @@ def test_resolution_parse_and_label():
         ({"compile_mode": "fastest"}, "compile mode 'fastest' is not one of: default, reduce-overhead"),
         ({"quality_floor": "compile=0.9"}, "write BACKEND=SSIM/PSNR"),
         ({"quality_floor": "compile=1.5/30"}, "SSIM must lie in [0, 1]"),
-        ({"input_image": "/no/such.png"}, "--input-image '/no/such.png' is not a file"),
+        ({"input_image": "/no/such.png"}, "--input-image '/no/such.png' is not a readable image"),
     ],
 )
 def test_invalid_options_are_reported_with_the_valid_values(raw, message):
@@ -84,3 +84,17 @@ def test_weights_per_model_and_quality_floor_override():
     assert settings.weights_for(MODELS["tiny-sd3"]) == "tiny"  # tiny models ignore --weights
     assert settings.quality_floor("compile").ssim == 0.9
     assert settings.quality_floor("eager").ssim == 0.999
+
+
+def test_files_given_as_options_are_checked_up_front(tmp_path):
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    with pytest.raises(OptionError, match="is not a readable image"):
+        build_settings({"input_image": str(not_an_image)})
+    (tmp_path / "half-saved").mkdir()
+    with pytest.raises(OptionError, match="has no model_index.json"):
+        build_settings({"weights": f"sdxl={tmp_path / 'half-saved'}"})
+    broken = tmp_path / "model.safetensors"
+    broken.write_bytes(b"not safetensors")
+    with pytest.raises(OptionError, match="is not a valid safetensors file"):
+        build_settings({"weights": str(broken)})

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from diffbench.backends.base import QualityFloor, get_backend_class, registry
 from diffbench.case import TASKS, Case, Resolution
@@ -99,12 +100,30 @@ def parse_weights(text: str | None) -> tuple[str, dict[str, str]]:
 def _check_weights(value: str) -> str:
     if value in WEIGHT_KINDS:
         return value
-    if not Path(value).expanduser().exists():
+    path = Path(value).expanduser()
+    if not path.exists():
         raise OptionError(
             f"--weights {value!r} is neither one of {', '.join(WEIGHT_KINDS)} nor an existing "
             "local folder or checkpoint file"
         )
-    return str(Path(value).expanduser())
+    if path.is_dir() and not (path / "model_index.json").is_file():
+        raise OptionError(f"--weights folder {value!r} has no model_index.json: not a saved diffusers pipeline")
+    if path.is_file():
+        from diffbench.single_file import check_checkpoint_file
+
+        check_checkpoint_file(path)
+    return str(path)
+
+
+def _check_image(value: str | None) -> Path | None:
+    if not value:
+        return None
+    try:
+        with Image.open(value) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError) as error:
+        raise OptionError(f"--input-image {value!r} is not a readable image: {error}") from None
+    return Path(value)
 
 
 def parse_quality_floors(text: str | None) -> dict[str, QualityFloor]:
@@ -152,9 +171,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     device = raw.get("device") or "auto"
     if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
         raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
-    input_image = raw.get("input_image")
-    if input_image and not Path(input_image).is_file():
-        raise OptionError(f"--input-image {input_image!r} is not a file")
+    input_image = _check_image(raw.get("input_image"))
     default_weights, per_model_weights = parse_weights(raw.get("weights"))
     backend_options = {"compile": parse_compiler_config(raw.get("compiler_config"), raw.get("compile_mode"))}
     for name in backends:  # construct each backend once now, so bad options fail before any work
@@ -165,7 +182,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
         rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
-        input_image=Path(input_image) if input_image else None,
+        input_image=input_image,
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
     )
