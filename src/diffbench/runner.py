@@ -146,16 +146,21 @@ class BenchSession:
         call = self._caller(pipe, spec, case)
         rounds = Rounds()
         warmups = []
+        logger.info("%s: %d warmup call(s)%s", case.id, settings.warmups,
+                    " (this is where it compiles)" if case.backend != "eager" else "")
         for _ in range(settings.warmups):
             seconds, images = timed(self.device, call, *pairs[0])
             warmups.append(seconds)
             rounds.first_images = images if rounds.first_images is None else rounds.first_images
         record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0])
+        logger.info("%s: warmup %s s; timing %d rounds", case.id,
+                    ", ".join(f"{w:.2f}" for w in warmups) or "-", settings.rounds)
         reset_peak_memory(self.device)
         benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
         benchmark.pedantic(self._one_round, args=(call, pairs[0], rounds), rounds=settings.rounds,
                            iterations=1, warmup_rounds=0)
         record.update(self._timing_summary(rounds))
+        logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
         quality = self._quality(case, spec, base, backend, outputs, rounds, record)
