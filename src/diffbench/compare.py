@@ -1,0 +1,279 @@
+"""Compare two runs case by case on every metric, against per-metric thresholds, noise-aware for timings.
+
+A metric regresses when NEW is worse than BASE by more than its threshold (`10%`: relative to BASE;
+`0.02`: absolute, in the metric's unit). For the timings measured over rounds (e2e, its) the rounds
+must also differ beyond their noise: a one-sided exact Mann-Whitney test on the two runs' rounds at
+p <= 0.05 (`diffbench.noise`). With the default 3 rounds a side that means every NEW round is worse than
+every BASE round (1 ordering in 20); with more rounds one overlapping round no longer hides a clear change;
+with fewer than the test needs, complete separation of the rounds is required. A change beyond the
+threshold but inside the noise is reported as `noise`, not a regression. Memory, warmup and quality
+compare the recorded values against their thresholds only. A case `ok` in BASE and not in NEW
+regresses on its status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from diffbench.errors import OptionError
+from diffbench.history import HistoryError, Run, stack_differences
+from diffbench.noise import NoiseTest, higher_beyond_noise
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A compared metric: its record key, the key of its rounds (timings), and which way is better."""
+
+    name: str
+    key: str
+    rounds_key: str | None
+    higher_is_better: bool
+    unit: str
+    digits: int
+    min_change: float = 0.0  # changes this small (in the unit) never count: one-sample metrics jitter
+    ignore_above: float | None = None  # both values at or above this: no difference that matters
+
+
+METRICS = {metric.name: metric for metric in (
+    Metric("e2e", "e2e_s", "e2e_rounds_s", False, "s", 3),
+    Metric("its", "its", "its_rounds", True, "it/s", 2),
+    Metric("warmup", "warmup_s", None, False, "s", 2, min_change=1.0),  # a single sample: +-1 s is jitter
+    Metric("peak_mem", "peak_mem_gib", None, False, "GiB", 2),
+    Metric("ssim", "ssim", None, True, "", 4),
+    Metric("psnr", "psnr", None, True, "dB", 1, ignore_above=60.0),  # >= 60 dB: identical to the eye and to SSIM
+)}
+DEFAULT_FAIL = "e2e:10%,its:10%,peak_mem:10%,warmup:25%,ssim:0.02,psnr:2"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """How much worse a metric may get: a fraction of BASE (`relative`) or an amount in its unit."""
+
+    amount: float
+    relative: bool
+
+    def __str__(self) -> str:
+        return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g}"
+
+    def exceeded(self, base: float, new: float) -> bool:
+        limit = self.amount * abs(base) if self.relative else self.amount
+        return abs(new - base) > limit
+
+
+def _parse_threshold(item: str) -> tuple[str, Threshold]:
+    valid = f"valid metrics: {', '.join(METRICS)}"
+    name, separator, value = (part.strip() for part in item.partition(":"))
+    if not separator or not value:
+        raise OptionError(f"--fail {item!r}: expected METRIC:AMOUNT such as e2e:10% or ssim:0.02; {valid}")
+    if name not in METRICS:
+        raise OptionError(f"--fail {item!r}: unknown metric {name!r}; {valid}")
+    relative = value.endswith("%")
+    try:
+        amount = float(value.rstrip("%").strip())
+    except ValueError:
+        raise OptionError(f"--fail {item!r}: {value!r} is not a number or a percentage (10%, 0.02); {valid}") from None
+    if not amount >= 0 or amount == float("inf"):
+        raise OptionError(f"--fail {item!r}: the amount must be a finite number >= 0; {valid}")
+    return name, Threshold(amount / 100 if relative else amount, relative)
+
+
+def parse_thresholds(text: str) -> dict[str, Threshold]:
+    """The defaults, overridden by each `metric:amount` of a comma-separated list (`e2e:5%,ssim:0.01`)."""
+    thresholds = dict(_parse_threshold(item) for item in DEFAULT_FAIL.split(","))
+    thresholds.update(_parse_threshold(item) for item in text.split(",") if item.strip())
+    return thresholds
+
+
+@dataclass
+class Row:
+    """One case and metric (or `status`) in both runs, and the verdict: `same` (within the threshold),
+    `improved`, `noise` (beyond the threshold, inside the rounds' noise), `REGRESSED`, or `fixed` (status)."""
+
+    case: str
+    metric: str
+    base: Any
+    new: Any
+    change: float | None = None  # new - base
+    relative: float | None = None  # (new - base) / |base|
+    threshold: str = ""
+    verdict: str = "same"
+    p_value: float | None = None
+    noise_rule: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class Comparison:
+    """Every compared row, the cases found in one run only, and the stack differences."""
+
+    base: dict[str, Any]
+    new: dict[str, Any]
+    thresholds: dict[str, str]
+    stack_differences: list[str]
+    rows: list[Row] = field(default_factory=list)
+    only_in_base: list[str] = field(default_factory=list)
+    only_in_new: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [row for row in self.rows if row.verdict == "REGRESSED"]
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["regressions"] = [asdict(row) for row in self.regressions]
+        data["regressed"] = bool(self.regressions)
+        data["summary"] = summary_line(self)
+        return data
+
+
+def _noise_test(metric: Metric, base_record: dict, new_record: dict, worse: bool) -> NoiseTest:
+    """Whether the change of a timing lies outside the noise of the two runs' rounds."""
+    base_rounds, new_rounds = base_record.get(metric.rounds_key), new_record.get(metric.rounds_key)
+    if worse != metric.higher_is_better:  # NEW is higher: a worse e2e, or a better it/s
+        return higher_beyond_noise(base_rounds, new_rounds)
+    return higher_beyond_noise(new_rounds, base_rounds)
+
+
+def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dict,
+                   threshold: Threshold) -> Row | None:
+    """The row of one metric of one case; None when either run has no value for it (e.g. CPU memory)."""
+    base, new = base_record.get(metric.key), new_record.get(metric.key)
+    if base is None or new is None:
+        return None
+    row = Row(case, metric.name, base, new, change=new - base,
+              relative=(new - base) / abs(base) if base else None, threshold=str(threshold))
+    negligible = abs(new - base) <= metric.min_change or (
+        metric.ignore_above is not None and min(base, new) >= metric.ignore_above)
+    if negligible or not threshold.exceeded(base, new):
+        return row
+    worse = (new < base) if metric.higher_is_better else (new > base)
+    outside = True
+    if metric.rounds_key:
+        test = _noise_test(metric, base_record, new_record, worse)
+        outside, row.p_value, row.noise_rule = test.outside, test.p_value, test.rule
+    row.verdict = "noise" if not outside else "REGRESSED" if worse else "improved"
+    return row
+
+
+def compare_status(case: str, base_record: dict, new_record: dict) -> Row | None:
+    """A row when the status changed: ok -> anything else regresses, anything -> ok is fixed."""
+    base, new = base_record.get("status"), new_record.get("status")
+    if base == new:
+        return None
+    verdict = "REGRESSED" if base == "ok" else "fixed" if new == "ok" else "same"
+    return Row(case, "status", base, new, verdict=verdict, message=new_record.get("message"))
+
+
+def describe_run(run: Run) -> dict[str, Any]:
+    return {"source": str(run.source), "run_id": run.run_id, "label": run.label, "stack": run.stack}
+
+
+def check_comparable(run: Run) -> None:
+    """Raise HistoryError, naming the file, the case and the key, when a run cannot be compared."""
+    if not run.records:
+        raise HistoryError(f"{run.source} holds no diffbench case record")
+    for case, record in run.records.items():
+        for metric in METRICS.values():
+            value = record.get(metric.key)
+            if value is not None and not _is_number(value):
+                raise HistoryError(f"{run.source}: case {case!r} has a non-numeric {metric.key}: {value!r}")
+            rounds = record.get(metric.rounds_key) if metric.rounds_key else None
+            if rounds is not None and not (isinstance(rounds, list) and all(
+                    item is None or _is_number(item) for item in rounds)):
+                raise HistoryError(f"{run.source}: case {case!r} has a {metric.rounds_key} that is not a list "
+                                   f"of numbers: {rounds!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def compare_runs(base: Run, new: Run, thresholds: dict[str, Threshold]) -> Comparison:
+    """Every case of both runs, metric by metric, in BASE's order (NEW-only cases are listed)."""
+    comparison = Comparison(describe_run(base), describe_run(new), {k: str(v) for k, v in thresholds.items()},
+                            stack_differences(base.stack, new.stack))
+    for case, base_record in base.records.items():
+        new_record = new.records.get(case)
+        if new_record is None:
+            comparison.only_in_base.append(case)
+            continue
+        status = compare_status(case, base_record, new_record)
+        comparison.rows.extend([status] if status else [])
+        for metric in METRICS.values():
+            row = compare_metric(case, metric, base_record, new_record, thresholds[metric.name])
+            comparison.rows.extend([row] if row else [])
+    comparison.only_in_new = [case for case in new.records if case not in base.records]
+    return comparison
+
+
+def format_value(metric_name: str, value: Any) -> str:
+    metric = METRICS.get(metric_name)
+    if metric is None or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:.{metric.digits}f} {metric.unit}".rstrip()
+
+
+def format_change(row: Row) -> str:
+    """`+12.3%` against a relative threshold, the signed difference in the metric's unit otherwise."""
+    if row.change is None:
+        return ""
+    if row.threshold.endswith("%"):
+        return f"{row.relative * 100:+.1f}%" if row.relative is not None else "n/a (base 0)"
+    return f"{row.change:+.{METRICS[row.metric].digits}f}"
+
+
+def _verdict_text(row: Row) -> str:
+    if row.verdict == "noise":
+        detail = f"p={row.p_value:.2f}" if row.p_value is not None else "rounds overlap"
+        return f"noise ({detail})"
+    return row.verdict
+
+
+def render_table(comparison: Comparison) -> str:
+    """Aligned columns: case, metric, base, new, change, threshold, verdict."""
+    header = ("case", "metric", "base", "new", "change", "threshold", "verdict")
+    lines = [header] + [(row.case, row.metric, format_value(row.metric, row.base), format_value(row.metric, row.new),
+                         format_change(row), row.threshold, _verdict_text(row)) for row in comparison.rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
+def regression_line(row: Row) -> str:
+    """`REGRESSION <case> <metric>: <base> -> <new> (+12.3%, threshold 10%)`."""
+    if row.metric == "status":
+        because = f": {row.message}" if row.message else ""
+        return f"REGRESSION {row.case} status: {row.base} -> {row.new}{because}"
+    return (f"REGRESSION {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
+            f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold})")
+
+
+def summary_line(comparison: Comparison) -> str:
+    cases = len({row.case for row in comparison.rows})
+    regressions = comparison.regressions
+    noise = sum(row.verdict == "noise" for row in comparison.rows)
+    improved = sum(row.verdict in ("improved", "fixed") for row in comparison.rows)
+    head = (f"{len(regressions)} regression(s) in {len({row.case for row in regressions})} case(s)"
+            if regressions else "no regression")
+    only = [f"{len(comparison.only_in_base)} only in BASE"] * bool(comparison.only_in_base)
+    only += [f"{len(comparison.only_in_new)} only in NEW"] * bool(comparison.only_in_new)
+    return (f"{head}: {cases} case(s) and {len(comparison.rows)} metric(s) compared, {improved} improved, "
+            f"{noise} within noise" + "".join(f", {part}" for part in only))
+
+
+def render(comparison: Comparison) -> str:
+    """The whole report: runs, table, cases in one run only, one line per regression, the summary."""
+    parts = [f"BASE {comparison.base['source']} (run {comparison.base['run_id']})",
+             f"NEW  {comparison.new['source']} (run {comparison.new['run_id']})", "",
+             render_table(comparison) if comparison.rows else "(no case in both runs)"]
+    if comparison.only_in_base or comparison.only_in_new:
+        parts.append("")
+    for side, cases in (("BASE", comparison.only_in_base), ("NEW", comparison.only_in_new)):
+        parts.extend([f"only in {side}: {', '.join(cases)}"] if cases else [])
+    if comparison.regressions:
+        parts.append("")
+        parts.extend(regression_line(row) for row in comparison.regressions)
+    parts.extend(["", summary_line(comparison)])
+    return "\n".join(parts)

@@ -1,0 +1,243 @@
+"""`diffbench compare`: thresholds, the noise rule, status changes, unusable input and exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from diffbench.cli import main
+from diffbench.compare import parse_thresholds
+from diffbench.errors import OptionError
+from diffbench.noise import higher_beyond_noise, p_value_higher
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = "tiny-sdxl-t2i-128-eager"
+
+
+@dataclass
+class TinyRun:
+    folder: Path  # the run folder: results.jsonl, run.json
+    benchmark_json: Path
+    runs_dir: Path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """One real tiny CPU run, made once for the module; tests compare edited copies of it."""
+    root = tmp_path_factory.mktemp("compare")
+    command = [sys.executable, "-m", "pytest", "benchmarks/", "-k", "tiny-sdxl-t2i", "--backends", "eager",
+               "--rounds", "3", "--prompts", "1", "--results-dir", str(root / "runs"),
+               "--benchmark-json", str(root / "b.json"), "-p", "no:cacheprovider", "-q"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (folder,) = (root / "runs").iterdir()
+    return TinyRun(folder, root / "b.json", root / "runs")
+
+
+def copy_run(run: TinyRun, target: Path, edit=None) -> Path:
+    """A copy of the run folder; `edit(records)` changes its records (a list of dicts) in place."""
+    shutil.copytree(run.folder, target)
+    records = [json.loads(line) for line in (target / "results.jsonl").read_text().splitlines()]
+    if edit:
+        edit(records)
+    (target / "results.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    return target
+
+
+def edited_benchmark_json(run: TinyRun, target: Path, edit) -> Path:
+    """A copy of the pytest-benchmark JSON whose case record (`extra_info`) `edit` changes."""
+    data = json.loads(run.benchmark_json.read_text())
+    edit(data["benchmarks"][0]["extra_info"])
+    target.write_text(json.dumps(data))
+    return target
+
+
+def slower(factor: float):
+    def edit(record: dict) -> None:
+        record["e2e_s"] *= factor
+        record["e2e_rounds_s"] = [value * factor for value in record["e2e_rounds_s"]]
+    return edit
+
+
+def compare(capsys, base, new, *options):
+    code = main(["compare", str(base), str(new), *options])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_identical_runs_pass(tiny_run, capsys, tmp_path):
+    code, out, err = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "copy"))
+    assert code == 0, out + err
+    assert f"{CASE}  e2e" in out and "REGRESSION" not in out and "no regression" in out
+    assert "peak_mem" not in out  # None on the CPU: skipped silently
+    assert err == ""
+
+
+def test_slower_beyond_noise_regresses_naming_case_and_metric(tiny_run, capsys, tmp_path):
+    new = edited_benchmark_json(tiny_run, tmp_path / "slow.json", slower(1.5))
+    code, out, _ = compare(capsys, tiny_run.benchmark_json, new, "--results-dir", str(tiny_run.runs_dir))
+    assert code == 1
+    assert f"REGRESSION {CASE} e2e:" in out and "(+50.0%, threshold 10%)" in out
+    assert "1 regression(s) in 1 case(s)" in out
+
+
+def test_slower_inside_noise_is_not_a_regression(tiny_run, capsys, tmp_path):
+    def overlapping(records):  # median 30% slower, but NEW's fastest round inside BASE's range
+        record = records[0]
+        _, median, slowest = sorted(record["e2e_rounds_s"])
+        record["e2e_rounds_s"] = [(median + slowest) / 2, median * 1.3, slowest * 1.3]
+        record["e2e_s"] = median * 1.3
+    code, out, err = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "noisy", overlapping))
+    assert code == 0, out + err
+    assert "+30.0%" in out and "noise (p=0.10)" in out and "0 regression" not in out
+
+
+def test_lower_its_beyond_noise_regresses(tiny_run, capsys, tmp_path):
+    def fewer_its(records):
+        records[0]["its"] *= 0.5
+        records[0]["its_rounds"] = [value * 0.5 for value in records[0]["its_rounds"]]
+    code, out, _ = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "its", fewer_its))
+    assert code == 1 and f"REGRESSION {CASE} its:" in out and "-50.0%, threshold 10%" in out
+
+
+@pytest.mark.parametrize("metric, base_value, new_value, expected", [
+    ("peak_mem_gib", 10.0, 11.5, "REGRESSION tiny-sdxl-t2i-128-eager peak_mem: 10.00 GiB -> 11.50 GiB (+15.0%, threshold 10%)"),
+    ("ssim", 1.0, 0.95, "REGRESSION tiny-sdxl-t2i-128-eager ssim: 1.0000 -> 0.9500 (-0.0500, threshold 0.02)"),
+])
+def test_memory_and_quality_use_plain_thresholds(tiny_run, capsys, tmp_path, metric, base_value, new_value, expected):
+    def setter(value):
+        return lambda records: records[0].update({metric: value})
+    base = copy_run(tiny_run, tmp_path / "base", setter(base_value))
+    code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "new", setter(new_value)))
+    assert code == 1 and expected in out
+
+
+def test_a_metric_given_overrides_only_itself(tiny_run, capsys, tmp_path):
+    def slow_and_blurry(records):
+        slower(1.5)(records[0])
+        records[0]["ssim"] = 0.95
+    new = copy_run(tiny_run, tmp_path / "new", slow_and_blurry)
+    code, out, _ = compare(capsys, tiny_run.folder, new, "--fail", "e2e:60%")
+    assert code == 1 and "e2e:" not in "".join(line for line in out.splitlines() if "REGRESSION" in line)
+    assert f"REGRESSION {CASE} ssim:" in out
+
+
+def test_ok_to_failed_regresses_with_status_and_message(tiny_run, capsys, tmp_path):
+    def failed(records):
+        records[0].update(status="failed", message="SSIM 0.91 below the floor 0.98")
+    code, out, _ = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "failed", failed))
+    assert code == 1
+    assert f"REGRESSION {CASE} status: ok -> failed: SSIM 0.91 below the floor 0.98" in out
+
+
+def test_cases_in_one_run_only_are_listed_not_regressions(tiny_run, capsys, tmp_path):
+    def extra_case(records):
+        records.append(dict(records[0], case="tiny-sdxl-t2i-256-eager"))
+    code, out, _ = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "more", extra_case))
+    assert code == 0 and "only in NEW: tiny-sdxl-t2i-256-eager" in out and "1 only in NEW" in out
+    code, out, _ = compare(capsys, tmp_path / "more", tiny_run.folder)
+    assert code == 0 and "only in BASE: tiny-sdxl-t2i-256-eager" in out
+
+
+def test_corrupt_and_missing_files_exit_2_naming_them(tiny_run, capsys, tmp_path):
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"benchmarks": [')
+    code, out, err = compare(capsys, tiny_run.folder, corrupt)
+    assert code == 2 and f"{corrupt} is not valid JSON" in err and "Traceback" not in out + err
+    torn = copy_run(tiny_run, tmp_path / "torn")
+    (torn / "results.jsonl").write_text("{oops\n" + (tiny_run.folder / "results.jsonl").read_text())
+    code, _, err = compare(capsys, torn, tiny_run.folder)
+    assert code == 2 and f"{torn / 'results.jsonl'} has a corrupt line" in err
+    code, _, err = compare(capsys, tiny_run.folder, tmp_path / "nosuch.json", "--storage", str(tmp_path))
+    assert code == 2 and "no run" in err and "nosuch.json" in err
+
+
+def test_non_numeric_metric_exits_2_naming_file_case_and_key(tiny_run, capsys, tmp_path):
+    bad = copy_run(tiny_run, tmp_path / "bad", lambda records: records[0].update(e2e_s="fast"))
+    code, _, err = compare(capsys, tiny_run.folder, bad)
+    assert code == 2 and f"case {CASE!r} has a non-numeric e2e_s: 'fast'" in err and str(bad) in err
+
+
+def test_different_stack_warns_and_same_stack_refuses(tiny_run, capsys, tmp_path):
+    other = copy_run(tiny_run, tmp_path / "h100")
+    meta = json.loads((other / "run.json").read_text())
+    meta["stack"].update(gpu="NVIDIA H100 80GB HBM3", driver="580.159.04")
+    (other / "run.json").write_text(json.dumps(meta))
+    code, out, err = compare(capsys, tiny_run.folder, other)
+    assert code == 0 and "warning" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err
+    assert "driver: None -> 580.159.04" in err and "no regression" in out
+    code, out, err = compare(capsys, tiny_run.folder, other, "--same-stack")
+    assert code == 2 and "--same-stack" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err and out == ""
+
+
+@pytest.mark.parametrize("value, complaint", [
+    ("e2e:fast", "'fast' is not a number"), ("speed:10%", "unknown metric 'speed'"), ("e2e", "expected METRIC:AMOUNT"),
+])
+def test_bad_fail_option_is_a_usage_error_listing_metrics(tiny_run, capsys, value, complaint):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tiny_run.folder), str(tiny_run.folder), "--fail", value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and complaint in err
+    assert "valid metrics: e2e, its, warmup, peak_mem, ssim, psnr" in err and "Traceback" not in err
+
+
+def test_json_output_holds_the_regressions(tiny_run, capsys, tmp_path):
+    new = copy_run(tiny_run, tmp_path / "slow", lambda records: slower(2.0)(records[0]))
+    code, _, _ = compare(capsys, tiny_run.folder, new, "--json", str(tmp_path / "comparison.json"))
+    data = json.loads((tmp_path / "comparison.json").read_text())
+    assert code == 1 and data["regressed"] is True
+    (regression,) = data["regressions"]
+    assert regression["case"] == CASE and regression["metric"] == "e2e" and regression["relative"] == pytest.approx(1.0)
+    assert regression["noise_rule"] == "mann-whitney" and regression["p_value"] == pytest.approx(0.05)
+
+
+def test_console_script_exit_code(tiny_run, tmp_path):
+    new = copy_run(tiny_run, tmp_path / "slow", lambda records: slower(1.5)(records[0]))
+    script = Path(sys.executable).parent / "diffbench"
+    result = subprocess.run([str(script), "compare", str(tiny_run.folder), str(new)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"REGRESSION {CASE} e2e:" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_thresholds_parse_percent_and_absolute():
+    thresholds = parse_thresholds("e2e:5%, psnr:1.5")
+    assert str(thresholds["e2e"]) == "5%" and thresholds["e2e"].relative and thresholds["e2e"].amount == 0.05
+    assert str(thresholds["psnr"]) == "1.5" and not thresholds["psnr"].relative
+    assert str(thresholds["warmup"]) == "25%" and str(thresholds["ssim"]) == "0.02"  # defaults kept
+    with pytest.raises(OptionError, match="must be a finite number >= 0"):
+        parse_thresholds("e2e:-5%")
+
+
+def test_noise_rule_both_sides():
+    base = [1.00, 1.01, 1.02]
+    assert higher_beyond_noise(base, [1.20, 1.21, 1.22]).outside  # every round slower: p = 1/20
+    assert not higher_beyond_noise(base, [1.00, 1.21, 1.22]).outside  # one round overlaps: p = 2/20
+    # With 5 rounds a side, one overlapping round no longer hides a clear shift (Mann-Whitney) ...
+    test = higher_beyond_noise([1.00, 1.01, 1.02, 1.03, 1.205], [1.20, 1.21, 1.22, 1.23, 1.24])
+    assert test.outside and test.rule == "mann-whitney" and test.p_value == pytest.approx(2 / 252)
+    # ... too few rounds for the test: complete separation decides; no rounds: the threshold alone.
+    assert higher_beyond_noise([1.0, 1.1], [1.2, 1.3]).rule == "separation"
+    assert not higher_beyond_noise([1.0, 1.25], [1.2, 1.3]).outside
+    assert higher_beyond_noise(None, [1.2]).rule == "no rounds"
+    assert p_value_higher(list(range(30)), [x + 100 for x in range(30)]) < 1e-9  # normal approximation
+
+
+def test_psnr_above_60_db_and_tiny_warmup_changes_do_not_count():
+    from diffbench.compare import METRICS, compare_metric, parse_thresholds
+
+    thresholds = parse_thresholds("")
+    identical = compare_metric("c", METRICS["psnr"], {"psnr": 73.3}, {"psnr": 68.1}, thresholds["psnr"])
+    assert identical.verdict == "same"
+    visible = compare_metric("c", METRICS["psnr"], {"psnr": 45.0}, {"psnr": 40.0}, thresholds["psnr"])
+    assert visible.verdict == "REGRESSED"
+    jitter = compare_metric("c", METRICS["warmup"], {"warmup_s": 1.2}, {"warmup_s": 2.0}, thresholds["warmup"])
+    assert jitter.verdict == "same"  # +67% but under a second
+    slower = compare_metric("c", METRICS["warmup"], {"warmup_s": 100.0}, {"warmup_s": 140.0}, thresholds["warmup"])
+    assert slower.verdict == "REGRESSED"
