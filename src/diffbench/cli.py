@@ -44,6 +44,119 @@ def show_table(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def fail_thresholds(text: str) -> dict:
+    """`--fail` as thresholds per metric; a bad value is argparse's usage error (exit 2)."""
+    from diffbench.compare import parse_thresholds
+    from diffbench.errors import OptionError
+
+    try:
+        return parse_thresholds(text)
+    except OptionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def compare_two_runs(arguments: argparse.Namespace) -> int:
+    """Exit 0: nothing regressed; 1: something did; 2: a run is unusable, or stacks differ with --same-stack."""
+    from diffbench.compare import check_comparable, compare_runs, render
+    from diffbench.history import HistoryError, load_run
+
+    try:
+        base = load_run(arguments.base, arguments.storage, arguments.results_dir)
+        new = load_run(arguments.new, arguments.storage, arguments.results_dir)
+        check_comparable(base)
+        check_comparable(new)
+    except HistoryError as error:
+        print(f"diffbench compare: {error}", file=sys.stderr)
+        return 2
+    comparison = compare_runs(base, new, arguments.fail)
+    if comparison.stack_differences:
+        differences = "; ".join(comparison.stack_differences)
+        if arguments.same_stack:
+            print(f"diffbench compare: the runs' stacks differ ({differences}): not compared (--same-stack)",
+                  file=sys.stderr)
+            return 2
+        print(f"diffbench compare: warning: the runs' stacks differ, so may their numbers: {differences}",
+              file=sys.stderr)
+    print(render(comparison))
+    if arguments.json:
+        try:
+            arguments.json.write_text(json.dumps(comparison.as_json(), indent=2) + "\n")
+        except OSError as error:
+            print(f"diffbench compare: cannot write {arguments.json}: {error}", file=sys.stderr)
+            return 2
+    return 1 if comparison.regressions else 0
+
+
+def add_compare_command(commands: argparse._SubParsersAction) -> None:
+    from diffbench.compare import DEFAULT_FAIL, METRICS
+    from diffbench.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
+
+    compare = commands.add_parser("compare", help="compare two runs; exit 1 on a regression beyond thresholds",
+                                  description="Compare two runs case by case: exit 0 when nothing regressed, "
+                                              "1 when something did, 2 for unusable input.")
+    compare.add_argument("base", help="BASE run: run folder, results.jsonl, pytest-benchmark JSON or storage id")
+    compare.add_argument("new", help="NEW run, in any of the same forms")
+    compare.add_argument("--fail", type=fail_thresholds, default=DEFAULT_FAIL, metavar="METRIC:AMOUNT,...",
+                         help=f"how much worse each metric may get, as a percentage of BASE or an absolute "
+                              f"amount; a metric given overrides only itself (metrics: {', '.join(METRICS)}; "
+                              f"default {DEFAULT_FAIL})".replace("%", "%%"))
+    compare.add_argument("--same-stack", action="store_true",
+                         help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ")
+    compare.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
+                         help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})")
+    compare.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR,
+                         help="run folders, for the skipped and failed cases of a JSON run "
+                              f"(default {DEFAULT_RESULTS_DIR})")
+    compare.add_argument("--json", type=Path, metavar="PATH", help="also write the comparison as JSON")
+    compare.set_defaults(run=compare_two_runs)
+
+
+def write_report_command(arguments: argparse.Namespace) -> int:
+    """Exit 0: report written; 2: a run cannot be read or the report cannot be written."""
+    from diffbench.history import HistoryError, load_run
+    from diffbench.report import write_report
+
+    try:
+        runs = [load_run(spec, arguments.storage, arguments.results_dir) for spec in arguments.runs]
+    except HistoryError as error:
+        print(f"diffbench report: {error}", file=sys.stderr)
+        return 2
+    try:
+        files = write_report(runs, arguments.out, arguments.title, arguments.image_size)
+    except OSError as error:
+        print(f"diffbench report: cannot write the report to {arguments.out}: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {files.markdown} and {files.html} with {len(files.pictures)} pictures")
+    return 0
+
+
+def image_size(text: str) -> int:
+    if not text.isdigit() or not 32 <= int(text) <= 2048:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in pixels from 32 to 2048")
+    return int(text)
+
+
+def add_report_command(commands: argparse._SubParsersAction) -> None:
+    from diffbench.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
+    from diffbench.report import DEFAULT_IMAGE_SIZE
+
+    report = commands.add_parser("report", help="render runs as Markdown and HTML with charts and image grids",
+                                 description="Render one or more runs into DIR/report.md and DIR/report.html: "
+                                             "tables per model and size, speedup and memory charts, image grids "
+                                             "(eager beside each backend) and, for cases in several runs, trends.")
+    report.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run folder, results.jsonl, pytest-benchmark JSON or storage id; several: a trend in this order")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the report into")
+    report.add_argument("--title", help="the report's title (default: the runs' labels)")
+    report.add_argument("--image-size", type=image_size, default=DEFAULT_IMAGE_SIZE, metavar="PX",
+                        help=f"largest side of the images in the grids (default {DEFAULT_IMAGE_SIZE})")
+    report.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
+                        help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})")
+    report.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR,
+                        help=f"run folders, for the cases and images of a JSON run (default {DEFAULT_RESULTS_DIR})")
+    report.set_defaults(run=write_report_command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="diffbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     table = commands.add_parser("table", help="print a Markdown table of results.jsonl files")
     table.add_argument("results", nargs="+", type=Path, help="results.jsonl files of runs")
     table.set_defaults(run=show_table)
+    add_compare_command(commands)
+    add_report_command(commands)
     arguments = parser.parse_args(argv)
     return arguments.run(arguments)
 

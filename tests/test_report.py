@@ -1,0 +1,181 @@
+"""`diffbench report` on two real tiny CPU runs: tables hold the records' numbers, charts and image grids
+hold the right pixels, a trend appears for cases in both runs, and unreadable input is exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffbench.cli import main
+from diffbench.history import load_run
+from diffbench.report import run_labels
+from diffbench.report_grid import MISSING_FILL, fit_image, image_box
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SIZE = 256
+TINY = "tiny-sdxl-t2i-128"
+SKIPPED = "sdxl-t2i-512-eager"  # a full-size case: skipped on a machine without a CUDA GPU
+RUN_ARGUMENTS = ("--rounds", "2", "--prompts", "1", "--steps", "2", "-p", "no:cacheprovider", "-q")
+
+
+def _bench(results_dir: Path, *selection: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "pytest", "benchmarks/", *selection, *RUN_ARGUMENTS,
+               "--results-dir", str(results_dir)]
+    # Two runs side by side on 2 cores: one thread each. No GPU and no hub, so the full-size case is
+    # skipped on every machine, never downloaded or run.
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+@pytest.fixture(scope="module")
+def run_folders(tmp_path_factory) -> list[Path]:
+    """Two tiny runs: eager, compile (dynamo only) and a skipped full-size case; then eager alone."""
+    base = tmp_path_factory.mktemp("runs")
+    first = _bench(base / "first", "-k", f"{TINY} or {SKIPPED}", "--compiler-config", '{"backend": "eager"}')
+    second = _bench(base / "second", "-k", TINY, "--backends", "eager")
+    for process in (first, second):
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+    return [next((base / name).iterdir()) for name in ("first", "second")]
+
+
+@pytest.fixture(scope="module")
+def report(run_folders, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    code = main(["report", *map(str, run_folders), "--out", str(out), "--title", "tiny runs",
+                 "--image-size", str(IMAGE_SIZE)])
+    assert code == 0
+    return out
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+
+def markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """Each `## heading`'s first table as rows of {column: cell}."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    heading = ""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("## "):
+            heading = line[3:]
+        elif line.startswith("|") and heading not in tables and lines[index + 1].startswith("|---"):
+            header = _cells(line)
+            rows = []
+            for row_line in lines[index + 2:]:
+                if not row_line.startswith("|"):
+                    break
+                rows.append(dict(zip(header, _cells(row_line))))
+            tables[heading] = rows
+    return tables
+
+
+def expected_cells(record: dict) -> dict[str, str]:
+    """A record's values as the report must show them."""
+    def fixed(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    e2e = f"{record['e2e_s']:.3f} ({record['e2e_min_s']:.3f}-{record['e2e_max_s']:.3f})" if record["e2e_s"] else "-"
+    return {"warmup s": fixed(record["warmup_s"], 2), "E2E s median (min-max)": e2e, "it/s": fixed(record["its"], 2),
+            "peak mem GiB": fixed(record["peak_mem_gib"], 2), "SSIM min": fixed(record["ssim"], 4),
+            "PSNR min dB": fixed(record["psnr"], 1), "speedup vs eager": fixed(record["speedup"], 2)}
+
+
+def test_tables_hold_every_records_measured_numbers(run_folders, report):
+    runs = [load_run(folder) for folder in run_folders]
+    tables = markdown_tables((report / "report.md").read_text())
+    checked = 0
+    for run, label in zip(runs, run_labels(runs)):
+        for record in run.records.values():
+            heading = f"{record['model']} {record['task']} {record['resolution']}"
+            (row,) = [row for row in tables[heading] if row["backend"] == record["backend"] and row["run"] == label]
+            assert {column: row[column] for column in expected_cells(record)} == expected_cells(record)
+            checked += record["status"] == "ok"
+    assert checked == 3  # eager and compile of the first run, eager of the second
+
+
+def test_a_skipped_case_shows_its_reason(run_folders, report):
+    skipped = load_run(run_folders[0]).records[SKIPPED]
+    assert skipped["status"] == "skipped" and "GPU" in skipped["message"]
+    (row,) = markdown_tables((report / "report.md").read_text())["sdxl t2i 512x512"]
+    assert row["status"] == f"skipped: {skipped['message']}"
+
+
+def test_charts_are_valid_pngs_and_linked(report):
+    markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
+    for name in ("speedup.png", "trend.png", "grid-tiny-sdxl-t2i-128x128.png", "grid-sdxl-t2i-512x512.png"):
+        with Image.open(report / name) as image:
+            image.verify()
+            assert image.format == "PNG" and min(image.size) > 100
+        assert f"]({name})" in markdown and f'src="{name}"' in page
+    assert not (report / "memory.png").exists()  # a CPU run has no CUDA peak memory: said, not drawn
+    assert "No peak-memory chart" in markdown
+
+
+def test_grid_cells_hold_each_cases_own_output(run_folders, report):
+    grid = np.asarray(Image.open(report / "grid-tiny-sdxl-t2i-128x128.png").convert("RGB"), dtype=np.int16)
+    places = {(0, 0): (run_folders[0], "eager"), (0, 1): (run_folders[0], "compile"), (1, 0): (run_folders[1], "eager")}
+    for (row, column), (folder, backend) in places.items():
+        with Image.open(folder / "images" / f"{TINY}-{backend}.png") as output:
+            expected = np.asarray(fit_image(output, IMAGE_SIZE), dtype=np.int16)
+        left, top, right, bottom = image_box(row, column, (expected.shape[1], expected.shape[0]), IMAGE_SIZE)
+        cell = grid[top:bottom, left:right]
+        assert expected.std() > 5  # a real picture, not a flat fill that anything would match
+        assert np.abs(cell - expected).mean() < 1.0, (row, column)
+    left, top, right, bottom = image_box(1, 1, (IMAGE_SIZE, IMAGE_SIZE), IMAGE_SIZE)  # compile: not in run 2
+    assert tuple(grid[top + 5, left + 5]) == MISSING_FILL
+
+
+def test_two_runs_give_a_trend_of_the_shared_cases(run_folders, report):
+    runs = [load_run(folder) for folder in run_folders]
+    labels = run_labels(runs)
+    (row,) = markdown_tables((report / "report.md").read_text())["Trend over runs"]
+    assert row["case"] == f"{TINY}-eager"
+    assert [row[label] for label in labels] == [f"{run.records[f'{TINY}-eager']['e2e_s']:.3f}" for run in runs]
+
+
+def test_a_missing_image_is_reported_not_fatal(run_folders, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folders[1], folder)
+    (folder / "images" / f"{TINY}-eager.png").unlink()
+    assert main(["report", str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert f"Image not available for {TINY}-eager" in (tmp_path / "out" / "report.md").read_text()
+    grid = Image.open(tmp_path / "out" / "grid-tiny-sdxl-t2i-128x128.png").convert("RGB")
+    left, top, _, _ = image_box(0, 0, (256, 256), 256)
+    assert grid.getpixel((left + 5, top + 5)) == MISSING_FILL
+
+
+def test_a_corrupt_results_file_is_exit_2_naming_it(run_folders, tmp_path, capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folders[1], folder)
+    results = folder / "results.jsonl"
+    results.write_text("{not json\n" + results.read_text())
+    assert main(["report", str(folder), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("diffbench report: ") and str(results) in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_a_warm_cache_warmup_gets_its_column_when_recorded(run_folders, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folders[0], folder)
+    results = folder / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    for record in records:
+        if record["case"] == f"{TINY}-compile":
+            record["warmup_cached_s"] = 1.234
+    results.write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert main(["report", str(folder), "--out", str(tmp_path / "out")]) == 0
+    rows = markdown_tables((tmp_path / "out" / "report.md").read_text())["tiny-sdxl t2i 128x128"]
+    assert [row["warmup, warm cache s"] for row in rows] == ["-", "1.23"]
