@@ -137,3 +137,34 @@ def test_task_pipelines_share_modules_without_changing_their_dtype(tmp_path):
     dtypes = {p.dtype for name in ("unet", "vae", "text_encoder", "text_encoder_2")
               for p in getattr(text_to_image, name).parameters()}
     assert dtypes == {torch.bfloat16}
+
+
+class OutOfMemoryBackend(Backend):
+    """Runs out of memory while applied, after taking the pipeline copy (which must then be freed)."""
+
+    name = "test-oom"
+    copies: list = []
+
+    def apply(self, pipe):
+        import weakref
+
+        self.copies.append(weakref.ref(pipe))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+register(OutOfMemoryBackend)
+
+
+def test_out_of_memory_is_recorded_memory_released_and_the_run_goes_on(tmp_path):
+    session = make_session(tmp_path, backends="eager,test-oom", tasks="t2i", resolutions="128,64")
+    cases = expand_matrix(session.settings)
+    assert [c.id for c in cases] == ["tiny-sdxl-t2i-128-eager", "tiny-sdxl-t2i-128-test-oom",
+                                     "tiny-sdxl-t2i-64-eager", "tiny-sdxl-t2i-64-test-oom"]
+    session.run(cases[0], RecordingBenchmark())
+    with pytest.raises(pytest.fail.Exception, match="out of memory .*the run goes on"):
+        session.run(cases[1], RecordingBenchmark())
+    assert OutOfMemoryBackend.copies[-1]() is None  # the case's pipeline copy was freed
+    assert session.run(cases[2], RecordingBenchmark())["status"] == "ok"  # the next case runs
+    written = read_results(session.run_folder.results)
+    assert [r["status"] for r in written] == ["ok", "oom", "ok"]
+    assert written[1]["message"] == "CUDA out of memory. Tried to allocate 20.00 GiB"
