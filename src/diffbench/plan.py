@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -11,8 +12,7 @@ from diffbench.case import Case
 from diffbench.records import read_results
 from diffbench.settings import RunSettings
 
-DEFAULT_HISTORY = (Path("reports/runs"), Path("reports/gpu"))
-
+logger = logging.getLogger(__name__)
 
 @dataclass
 class Estimate:
@@ -37,8 +37,9 @@ def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict
     for results in {path for folder in folders if folder.is_dir() for path in folder.rglob("results.jsonl")}:
         try:
             records = read_results(results)
-        except json.JSONDecodeError:
-            continue  # a corrupt file gives no estimate; `diffbench compare/report` name it
+        except json.JSONDecodeError as error:
+            logger.warning("--plan ignores %s: corrupt line (%s)", results, error)
+            continue
         gpu = _gpu_of(results)
         candidates += [(record.get("run_id") or "", record, gpu) for record in records
                        if record.get("status") == "ok" and record.get("e2e_s")

@@ -26,12 +26,12 @@ def new_record(**fields: Any) -> dict[str, Any]:
     return record
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to None (JSON has neither)."""
     if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(item) for item in value]
+        return [json_safe(item) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -56,11 +56,11 @@ class RunFolder:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         temporary = self.path / "run.json.tmp"
-        temporary.write_text(json.dumps(_clean(meta), indent=2))
+        temporary.write_text(json.dumps(json_safe(meta), indent=2))
         os.replace(temporary, self.path / "run.json")  # atomic: never a half-written run.json
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(_clean(record), allow_nan=False)
+        line = json.dumps(json_safe(record), allow_nan=False)
         with open(self.results, "a") as handle:
             handle.write(line + "\n")
             handle.flush()

@@ -19,7 +19,7 @@ from diffbench.inputs import default_input_image, load_input_image, prompt_seed_
 from diffbench.measure import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
 from diffbench.pipelines import PipelineCache, release_memory
 from diffbench.quality import QualityResult, assess
-from diffbench.records import RunFolder, _clean, new_record
+from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class BenchSession:
 
     def _finish_case(self, case: Case, record: dict[str, Any], benchmark: Any) -> None:
         self.run_folder.append(record)
-        benchmark.extra_info.update(_clean(record))
+        benchmark.extra_info.update(json_safe(record))
         if case.backend != "eager":
             torch._dynamo.reset()  # drop compiled graphs (and the module copies they hold)
         release_memory()
