@@ -47,13 +47,19 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("case", cases, ids=[case.id for case in cases])
 
 
+def case_of(item):
+    """The matrix case an item runs, or None (other tests, or the item of an empty parameter set)."""
+    case = item.callspec.params.get("case") if hasattr(item, "callspec") else None
+    return case if isinstance(case, Case) else None
+
+
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):
-        case = item.callspec.params.get("case") if hasattr(item, "callspec") else None
-        return (0, order[case.id]) if isinstance(case, Case) else (1, 0)  # an empty set's item is not a Case
+        case = case_of(item)
+        return (0, order[case.id]) if case is not None else (1, 0)
 
     items.sort(key=position)
 
@@ -61,8 +67,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     if not session.config.getoption("diffbench_plan"):
         return
-    cases = [item.callspec.params["case"] for item in session.items
-             if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)]
+    cases = [case for case in map(case_of, session.items) if case is not None]
     folders = [Path(part) for part in session.config.getoption("diffbench_plan_history").split(",") if part]
     settings = session.config.stash[SETTINGS]
     estimates = estimate(cases, settings, latest_records(folders, settings.resolved_device()))

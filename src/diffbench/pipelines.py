@@ -75,6 +75,16 @@ def share_components(pipe: Any, cls: type) -> Any:
     return cls(**components)
 
 
+def shallow_copy(pipe: Any) -> Any:
+    """A new pipeline object of the same class over the same modules, with a fresh scheduler: what a
+    backend may change without touching the cached pipeline (see backends.base.own for in-place work)."""
+    clone = share_components(pipe, type(pipe))
+    if pipe.scheduler is not None:
+        clone.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    clone.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return clone
+
+
 def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from diffbench.case import Case
-from diffbench.records import read_results
+from diffbench.history import HistoryError, load_run
 from diffbench.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -21,14 +20,6 @@ class Estimate:
     source: str  # where the numbers come from (run id and GPU)
 
 
-def _gpu_of(results: Path) -> str:
-    meta = results.parent / "run.json"
-    try:
-        return (json.loads(meta.read_text()).get("stack") or {}).get("gpu") or "cpu"
-    except (OSError, json.JSONDecodeError):
-        return "unknown"
-
-
 def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict[str, Any], str]]:
     """The newest ok record of every case under `folders` (searched recursively) measured on the same
     kind of device (CUDA or CPU), with the run and GPU it comes from. Newest = the latest run id."""
@@ -36,12 +27,12 @@ def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict
     candidates = []
     for results in {path for folder in folders if folder.is_dir() for path in folder.rglob("results.jsonl")}:
         try:
-            records = read_results(results)
-        except json.JSONDecodeError as error:
-            logger.warning("--plan ignores %s: corrupt line (%s)", results, error)
+            run = load_run(results.parent)
+        except HistoryError as error:
+            logger.warning("--plan ignores %s: %s", results.parent, error)
             continue
-        gpu = _gpu_of(results)
-        candidates += [(record.get("run_id") or "", record, gpu) for record in records
+        gpu = run.stack.get("gpu") or "cpu"
+        candidates += [(record.get("run_id") or run.run_id, record, gpu) for record in run.records.values()
                        if record.get("status") == "ok" and record.get("e2e_s")
                        and str(record.get("device", "")).split(":")[0] == kind]
     found: dict[str, tuple[dict[str, Any], str]] = {}

@@ -11,12 +11,11 @@ from diffbench.history import Run
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
+from diffbench.summary import e2e_text, number, status_text
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 256  # grid thumbnails: random-weight outputs are noise, which PNG cannot shrink
-MESSAGE_LIMIT = 240  # characters of a skip or failure message shown in a table cell
-STATUS_NAMES = {"ok": "ok", "skipped": "skipped", "failed": "failed", "oom": "OOM", "interrupted": "interrupted"}
 NOTES = ("E2E: median of the timed rounds (min-max). Speedup: eager E2E / this E2E, within one run. "
          "SSIM/PSNR: the minimum over the prompt/seed pairs against eager of the same run; for eager "
          "itself, the first call against the last (determinism; PSNR is capped at 100 dB).")
@@ -33,27 +32,6 @@ class Entry:
 
 
 GroupKey = tuple[str, str, str]  # model, task, resolution
-
-
-def number(value: Any, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def e2e_text(record: dict[str, Any]) -> str:
-    """`0.691 (0.650-0.754)`: the median with the fastest and the slowest round."""
-    if record.get("e2e_s") is None:
-        return "-"
-    median = record["e2e_s"]
-    return f"{median:.3f} ({record.get('e2e_min_s', median):.3f}-{record.get('e2e_max_s', median):.3f})"
-
-
-def status_text(record: dict[str, Any]) -> str:
-    status = record.get("status") or "unknown"
-    name = STATUS_NAMES.get(status, status)
-    message = " ".join(str(record.get("message") or "").split())
-    if status == "ok" or not message:
-        return name
-    return f"{name}: {message[:MESSAGE_LIMIT]}{'...' if len(message) > MESSAGE_LIMIT else ''}"
 
 
 def run_labels(runs: list[Run]) -> list[str]:

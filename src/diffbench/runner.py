@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffbench.backends.base import Backend, get_backend_class, shallow_copy
+from diffbench.backends.base import Backend, get_backend_class
 from diffbench.case import Case
 from diffbench.catalog import MODELS, ModelSpec
 from diffbench.errors import QualityError, UnavailableError
 from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.measure import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
-from diffbench.pipelines import PipelineCache, release_memory
+from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.settings import RunSettings
@@ -167,7 +167,7 @@ class BenchSession:
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
-        quality = self._quality(case, spec, base, backend, outputs, rounds, record)
+        quality = self._quality(case, spec, base, pairs, outputs, rounds, record)
         record.update(quality.summary(), quality_floor=str(settings.quality_floor(case.backend)),
                       quality_images=len(outputs))
         if not quality.passed:
@@ -198,8 +198,8 @@ class BenchSession:
             "host_rss_gib": host_rss_gib(),
         }
 
-    def _quality(self, case: Case, spec: ModelSpec, base: Any, backend: Backend, outputs: list[np.ndarray],
-                 rounds: Rounds, record: dict[str, Any]) -> QualityResult:
+    def _quality(self, case: Case, spec: ModelSpec, base: Any, pairs: list[tuple[str, int]],
+                 outputs: list[np.ndarray], rounds: Rounds, record: dict[str, Any]) -> QualityResult:
         floor = self.settings.quality_floor(case.backend)
         if case.backend == "eager":
             # Eager is the reference; what it must pass is matching itself from call to call.
@@ -211,7 +211,6 @@ class BenchSession:
         reference = self.references.get(case.reference_key)
         if reference is None:  # eager was not selected in this run: make its images, untimed
             eager_call = self._caller(shallow_copy(base), spec, case)
-            pairs = prompt_seed_pairs(case.task, self.settings.prompts, self.settings.seed, self.settings.prompt)
             reference = Reference([img for p in pairs for img in _images(eager_call(*p))])
             self.references[case.reference_key] = reference
         if reference.e2e_s:

@@ -11,19 +11,37 @@ COLUMNS = ("case", "status", "dtype", "steps", "warmup s", "E2E s (median, min-m
            "peak mem GiB", "SSIM min", "PSNR min dB", "speedup")
 
 
-def _number(value: Any, digits: int = 2) -> str:
+MESSAGE_LIMIT = 240  # characters of a skip or failure message shown in a table cell
+STATUS_NAMES = {"ok": "ok", "skipped": "skipped", "failed": "failed", "oom": "OOM", "interrupted": "interrupted"}
+
+
+def number(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def e2e_text(record: dict[str, Any]) -> str:
+    """`0.691 (0.650-0.754)`: the median with the fastest and the slowest round."""
+    if record.get("e2e_s") is None:
+        return "-"
+    median = record["e2e_s"]
+    return f"{median:.3f} ({record.get('e2e_min_s', median):.3f}-{record.get('e2e_max_s', median):.3f})"
+
+
+def status_text(record: dict[str, Any]) -> str:
+    """`ok`, or the status with its message on one line (a table cell), shortened past MESSAGE_LIMIT."""
+    status = record.get("status") or "unknown"
+    name = STATUS_NAMES.get(status, status)
+    message = " ".join(str(record.get("message") or "").split())
+    if status == "ok" or not message:
+        return name
+    return f"{name}: {message[:MESSAGE_LIMIT]}{'...' if len(message) > MESSAGE_LIMIT else ''}"
+
+
 def row(record: dict[str, Any]) -> list[str]:
-    status = record["status"] if record["status"] == "ok" else f"{record['status']}: {record.get('message') or ''}"
-    e2e = "-"
-    if record.get("e2e_s") is not None:
-        e2e = f"{record['e2e_s']:.3f} ({record.get('e2e_min_s', record['e2e_s']):.3f}-{record.get('e2e_max_s', record['e2e_s']):.3f})"
     return [
-        record.get("case") or "-", status, record.get("dtype") or "-", str(record.get("steps") or "-"),
-        _number(record.get("warmup_s")), e2e, _number(record.get("its")), _number(record.get("peak_mem_gib")),
-        _number(record.get("ssim"), 4), _number(record.get("psnr"), 1), _number(record.get("speedup")),
+        record.get("case") or "-", status_text(record), record.get("dtype") or "-", str(record.get("steps") or "-"),
+        number(record.get("warmup_s")), e2e_text(record), number(record.get("its")), number(record.get("peak_mem_gib")),
+        number(record.get("ssim"), 4), number(record.get("psnr"), 1), number(record.get("speedup")),
     ]
 
 

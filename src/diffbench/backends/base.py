@@ -132,17 +132,6 @@ def get_backend_class(name: str) -> type[Backend]:
     return backends[name]
 
 
-def shallow_copy(pipe: Any) -> Any:
-    """A new pipeline object over the same component modules (and a fresh scheduler)."""
-    components = dict(pipe.components)
-    if components.get("scheduler") is not None:
-        scheduler = components["scheduler"]
-        components["scheduler"] = type(scheduler).from_config(scheduler.config)
-    clone = type(pipe)(**components)
-    clone.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
-    return clone
-
-
 def own(pipe: Any, component: str) -> Any:
     """Give `pipe` a deep copy of `component`, so in-place changes stay private; returns it."""
     module = copy.deepcopy(getattr(pipe, component))
