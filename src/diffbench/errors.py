@@ -15,3 +15,7 @@ class UnavailableError(DiffbenchError):
 
 class QualityError(DiffbenchError, AssertionError):
     """An accelerated output differs from the eager reference by more than the backend's floor."""
+
+
+class CaseFailure(DiffbenchError):
+    """A case failed in a way already recorded (e.g. its isolated child process died or hung)."""

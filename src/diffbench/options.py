@@ -42,6 +42,17 @@ def add_options(parser: Any) -> None:
     group = parser.getgroup("diffbench", "diffbench benchmark matrix")
     for flag, kind, help_text in OPTIONS:
         group.addoption(flag, dest=f"diffbench_{dest(flag)}", type=kind, default=None, help=help_text)
+    group.addoption("--backend-config", action="append", dest="diffbench_backend_config", default=[],
+                    metavar="NAME=JSON",
+                    help="options of one backend as a JSON object, e.g. "
+                         "'deepcache={\"cache_interval\": 3}'; repeat the flag for several backends; "
+                         "see `diffbench backends` for each backend's options")
+    group.addoption("--isolate", action="store_true", dest="diffbench_isolate",
+                    help="run every case in its own child process, so a crash or hang becomes a recorded "
+                         "failure and the run goes on (backends that can kill the interpreter always are)")
+    group.addoption("--case-timeout", type=float, dest="diffbench_case_timeout", default=None,
+                    help="seconds an isolated case may take before its child is killed and the case "
+                         "recorded as failed (default 1800)")
     group.addoption("--plan", action="store_true", dest="diffbench_plan",
                     help="print the selected cases and their device time estimated from saved runs, then "
                          "stop without running anything (implies --collect-only)")
@@ -50,4 +61,7 @@ def add_options(parser: Any) -> None:
 
 
 def raw_values(config: Any) -> dict[str, Any]:
-    return {dest(flag): config.getoption(f"diffbench_{dest(flag)}") for flag, _, _ in OPTIONS}
+    values = {dest(flag): config.getoption(f"diffbench_{dest(flag)}") for flag, _, _ in OPTIONS}
+    for name in ("backend_config", "isolate", "case_timeout"):
+        values[name] = config.getoption(f"diffbench_{name}")
+    return values

@@ -54,6 +54,14 @@ class RunFolder:
         self.images.mkdir(parents=True, exist_ok=True)
         self.results = self.path / "results.jsonl"
 
+    @classmethod
+    def existing(cls, path: str | Path, run_id: str) -> "RunFolder":
+        """The folder of a run in progress, for a child process that adds images to it."""
+        folder = cls.__new__(cls)
+        folder.run_id, folder.path = run_id, Path(path)
+        folder.images, folder.results = folder.path / "images", folder.path / "results.jsonl"
+        return folder
+
     def write_meta(self, meta: dict[str, Any]) -> None:
         temporary = self.path / "run.json.tmp"
         temporary.write_text(json.dumps(json_safe(meta), indent=2))

@@ -14,7 +14,9 @@ import torch
 from diffbench.backends.base import Backend, get_backend_class
 from diffbench.case import Case
 from diffbench.catalog import MODELS, ModelSpec
-from diffbench.errors import QualityError, UnavailableError
+from diffbench.errors import CaseFailure, QualityError, UnavailableError
+from diffbench.isolated_case import CaseRequest, replay_rounds
+from diffbench.isolation import call_in_child
 from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.measure import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
@@ -81,7 +83,7 @@ class BenchSession:
             backend=case.backend, weights=self.settings.weights_for(spec), dtype=str(dtype).removeprefix("torch."),
             device=self.device, steps=self.settings.steps_for(spec), batch=self.settings.batch,
             seed=self.settings.seed, status="running", message=None, run_id=self.run_folder.run_id,
-            backend_options=self.settings.backend_options.get(case.backend) or {},
+            backend_options=self.backends[case.backend].options,
         )
 
     def run(self, case: Case, benchmark: Any) -> dict[str, Any]:
@@ -92,7 +94,10 @@ class BenchSession:
             reason = self.skip_reason(case, spec)
             if reason:
                 raise UnavailableError(reason)
-            self._measure(case, spec, record, benchmark)
+            if self.settings.isolate or self.backends[case.backend].isolated:
+                self._measure_isolated(case, spec, record, benchmark)
+            else:
+                self._measure(case, spec, record, benchmark)
         except UnavailableError as error:
             record.update(status="skipped", message=str(error))
             pytest.skip(str(error))
@@ -102,7 +107,9 @@ class BenchSession:
             record.update(status="oom", message=str(error).splitlines()[0] if str(error) else "out of memory")
         except Exception as error:
             if record["status"] == "running":
-                record.update(status="failed", message=f"{type(error).__name__}: {error}")
+                explanation = self.backends[case.backend].explain(str(error))
+                record.update(status="failed", message=f"{type(error).__name__}: {error}"
+                              + (f". {explanation}" if explanation else ""))
             raise
         finally:
             if record["status"] == "running":
@@ -112,6 +119,39 @@ class BenchSession:
             pytest.fail(f"{case.id}: out of memory ({record['message']}); memory released, the run goes on",
                         pytrace=False)
         return record
+
+    def _measure_isolated(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
+        """Measure `case` in a child process; its death, hang or error becomes this record's failure."""
+        backend = self.backends[case.backend]
+        reference = self.references.get(case.reference_key)
+        request = CaseRequest(
+            settings=self.settings, run_path=str(self.run_folder.path), run_id=self.run_folder.run_id,
+            case=case, backend_module=type(backend).__module__,
+            reference_images=reference.images if reference else None,
+            reference_e2e_s=reference.e2e_s if reference else None,
+        )
+        log_path = self.run_folder.path / "logs" / f"{case.id}.log"
+        record["child_log"] = str(log_path.relative_to(self.run_folder.path))
+        logger.info("%s: measured in a child process (timeout %g s), output in %s", case.id,
+                    self.settings.case_timeout_s, log_path)
+        child = call_in_child("diffbench.isolated_case:measure_in_child", request,
+                              timeout_s=self.settings.case_timeout_s, log_path=log_path, label=case.id)
+        if not child.ok:
+            message = f"isolated case: {child.error}"
+            explanation = backend.explain(f"{child.error}\n{child.output_tail}")
+            message += f". {explanation}" if explanation else ""
+            message += f". Last output:\n{child.output_tail}" if child.output_tail else ""
+            record.update(status="failed", message=message)
+            raise CaseFailure(message)
+        result = child.value
+        record.update({key: value for key, value in result["record"].items() if key != "child_log"})
+        if result["reference_images"] is not None and case.reference_key not in self.references:
+            self.references[case.reference_key] = Reference(result["reference_images"], result["reference_e2e_s"])
+        if record["status"] == "skipped":
+            raise UnavailableError(record["message"])
+        replay_rounds(benchmark, record.get("e2e_rounds_s") or [])
+        if record["status"] == "failed":
+            raise CaseFailure(record["message"])
 
     def _finish_case(self, case: Case, record: dict[str, Any], benchmark: Any) -> None:
         self.run_folder.append(record)
@@ -146,6 +186,15 @@ class BenchSession:
         base = self.cache.task_pipeline(loaded, spec, case.task)
         backend = self.backends[case.backend]
         pipe = backend.apply(shallow_copy(base))
+        try:
+            self._run_pipeline(case, spec, base, pipe, record, benchmark)
+        finally:
+            backend.restore(pipe)  # give shared components back as they were, whatever happened
+
+    def _run_pipeline(self, case: Case, spec: ModelSpec, base: Any, pipe: Any, record: dict[str, Any],
+                      benchmark: Any) -> None:
+        """Warm up, time the rounds, save the image and check quality against eager."""
+        settings = self.settings
         pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
         call = self._caller(pipe, spec, case)
         rounds = Rounds()

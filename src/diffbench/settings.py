@@ -45,6 +45,8 @@ class RunSettings:
     input_image: Path | None = None
     quality_floors: dict[str, QualityFloor] = field(default_factory=dict)
     results_dir: Path = Path("reports/runs")
+    isolate: bool = False
+    case_timeout_s: float = 1800.0
 
     def weights_for(self, spec: ModelSpec) -> str:
         if spec.is_tiny:
@@ -146,14 +148,38 @@ def parse_compiler_config(text: str | None, mode: str | None) -> dict[str, Any]:
     """The JSON object of `--compiler-config`, with `--compile-mode` folded in."""
     options: dict[str, Any] = {}
     if text:
-        try:
-            options = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise OptionError(f"--compiler-config is not valid JSON ({error}): {text!r}") from None
-        if not isinstance(options, dict):
-            raise OptionError(f"--compiler-config must be a JSON object, got {text!r}")
+        options = _json_object(text, "--compiler-config")
     if mode:
         options["mode"] = mode
+    return options
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise OptionError(f"{flag} is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise OptionError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
+def parse_backend_options(backend_configs: list[str] | None, compiler_config: str | None,
+                          compile_mode: str | None, backends: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Options per backend: `--compiler-config`/`--compile-mode` for the compile family, then
+    each `--backend-config NAME=JSON` (merged over the former for that backend)."""
+    options: dict[str, dict[str, Any]] = {}
+    family_options = parse_compiler_config(compiler_config, compile_mode)
+    for name in backends:
+        if family_options and get_backend_class(name).config_family == "compile":
+            options[name] = dict(family_options)
+    for text in backend_configs or []:
+        name, has_name, body = text.partition("=")
+        name = name.strip()
+        if not has_name or not name:
+            raise OptionError(f"--backend-config {text!r}: write NAME=JSON, e.g. 'deepcache={{\"cache_interval\": 3}}'")
+        get_backend_class(name)
+        options.setdefault(name, {}).update(_json_object(body, f"--backend-config {name}"))
     return options
 
 
@@ -173,7 +199,11 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
     input_image = _check_image(raw.get("input_image"))
     default_weights, per_model_weights = parse_weights(raw.get("weights"))
-    backend_options = {"compile": parse_compiler_config(raw.get("compiler_config"), raw.get("compile_mode"))}
+    backend_options = parse_backend_options(raw.get("backend_config"), raw.get("compiler_config"),
+                                            raw.get("compile_mode"), backends)
+    timeout = raw.get("case_timeout")
+    if timeout is not None and timeout <= 0:
+        raise OptionError(f"--case-timeout must be a positive number of seconds, got {timeout}")
     for name in backends:  # construct each backend once now, so bad options fail before any work
         get_backend_class(name)(backend_options.get(name))
     settings = RunSettings(
@@ -185,6 +215,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         input_image=input_image,
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
+        isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0),
     )
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take
     return settings

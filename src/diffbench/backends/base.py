@@ -43,10 +43,15 @@ class Backend:
     """
 
     name: ClassVar[str]
+    summary: ClassVar[str] = ""  # one line for `diffbench backends`
     requires: ClassVar[tuple[str, ...]] = ()  # distribution names that must be installed
     install_hint: ClassVar[str] = ""
     quality_floor: ClassVar[QualityFloor] = QualityFloor(ssim=0.99, psnr=35.0)
+    lossy: ClassVar[bool] = False  # changes the numerics on purpose (quantization, caching)
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    default_options: ClassVar[dict[str, Any]] = {}  # a named variant is a subclass with other defaults
+    # `--compiler-config` applies to every backend of this family (the seeds' flag for their compilers).
+    config_family: ClassVar[str | None] = None
 
     def __init__(self, options: dict[str, Any] | None = None):
         options = dict(options or {})
@@ -54,7 +59,12 @@ class Backend:
         if unknown:
             valid = ", ".join(sorted(self.option_keys)) or "none"
             raise OptionError(f"backend {self.name!r} has no option {', '.join(unknown)}; valid: {valid}")
-        self.options = options
+        self.options = {**copy.deepcopy(self.default_options), **options}
+
+    @property
+    def isolated(self) -> bool:
+        """True when this backend can kill or hang the interpreter, so each case runs in a child process."""
+        return False
 
     def unavailable_reason(self, device: str) -> str | None:
         """Why this backend cannot run here (a skip reason a user can act on), or None."""
@@ -73,6 +83,16 @@ class Backend:
     def apply(self, pipe: Any) -> Any:
         """Return the pipeline to benchmark; the identity for the eager baseline."""
         return pipe
+
+    def explain(self, message: str) -> str | None:
+        """What a known failure message means and what to do about it, for the record; or None."""
+        return None
+
+    def restore(self, pipe: Any) -> None:
+        """Undo what `apply` did to components shared with the cached pipeline (hooks, devices).
+
+        Called once the case has ended, whatever its outcome, with the pipeline `apply` returned.
+        """
 
     def versions(self) -> dict[str, str]:
         """Versions of the packages this backend relies on, for the machine info."""

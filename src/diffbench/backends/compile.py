@@ -20,6 +20,8 @@ class CompileBackend(Backend):
     """torch.compile with the mode and options a user gives; lossless, so a tight quality floor."""
 
     name = "compile"
+    summary = "torch.compile (inductor) of the denoiser and VAE decoder; options from --compiler-config"
+    config_family = "compile"
     # Measured on an H100 (reports/gpu-2026-11-22-sdxl-t2i): SSIM 1.0000, PSNR 68.2 dB vs eager for
     # random-weight SDXL at 512 and 1024. Real weights carry small differences further along the
     # trajectory, hence the margin; anything below this is not a lossless compile.
@@ -89,3 +91,33 @@ class CompileBackend(Backend):
             vae.decode = torch.compile(vae.decode, **kwargs)
             pipe.vae = vae
         return pipe
+
+
+@register
+class MaxAutotuneBackend(CompileBackend):
+    """Inductor autotunes matmul/conv kernels and uses CUDA graphs: long compiles, fastest kernels."""
+
+    name = "compile-max-autotune"
+    summary = "torch.compile mode max-autotune (autotuned kernels + CUDA graphs; minutes to compile)"
+    default_options = {"mode": "max-autotune"}
+
+    def unsupported_reason(self, case, spec, device: str) -> str | None:
+        if not device.startswith("cuda"):
+            return f"compile mode {self.options.get('mode')!r} autotunes GPU kernels and needs a CUDA device"
+        return super().unsupported_reason(case, spec, device)
+
+
+@register
+class MaxAutotuneNoCudagraphsBackend(MaxAutotuneBackend):
+    name = "compile-max-autotune-no-cudagraphs"
+    summary = "torch.compile mode max-autotune-no-cudagraphs (autotuned kernels, no CUDA graphs)"
+    default_options = {"mode": "max-autotune-no-cudagraphs"}
+
+
+@register
+class CudaGraphsBackend(CompileBackend):
+    """CUDA graphs remove the per-kernel launch cost that dominates small resolutions."""
+
+    name = "compile-cudagraphs"
+    summary = "torch.compile mode reduce-overhead (CUDA graphs)"
+    default_options = {"mode": "reduce-overhead"}

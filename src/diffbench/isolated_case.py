@@ -1,0 +1,91 @@
+"""One benchmark case measured in a child process (`--isolate`, or a backend that can kill the
+interpreter): the child builds, warms up, times and checks quality exactly as in-process, and sends
+back the record, its raw round times and the eager images; the parent records and reports them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from diffbench.case import Case
+
+if TYPE_CHECKING:
+    from diffbench.settings import RunSettings
+
+
+@dataclass
+class CaseRequest:
+    settings: "RunSettings"
+    run_path: str
+    run_id: str
+    case: Case
+    backend_module: str  # imported in the child, so a backend registered outside diffbench is found
+    reference_images: list[np.ndarray] | None = None
+    reference_e2e_s: float | None = None
+
+
+class RoundsBenchmark:
+    """Stands in for pytest-benchmark's fixture inside the child: calls the target `rounds` times."""
+
+    def __init__(self) -> None:
+        self.extra_info: dict[str, Any] = {}
+        self.group: str | None = None
+
+    def pedantic(self, target, args=(), kwargs=None, rounds=1, iterations=1, warmup_rounds=0):
+        result = None
+        for _ in range(warmup_rounds + rounds * iterations):
+            result = target(*args, **(kwargs or {}))
+        return result
+
+
+def measure_in_child(request: CaseRequest) -> dict[str, Any]:
+    """The child's side: run the case, never raise for the case's own failures (they are outcomes)."""
+    import importlib
+
+    import torch
+
+    from diffbench.catalog import MODELS
+    from diffbench.errors import QualityError, UnavailableError
+    from diffbench.records import RunFolder
+    from diffbench.runner import BenchSession, Reference
+
+    importlib.import_module(request.backend_module)
+    session = BenchSession(request.settings, RunFolder.existing(request.run_path, request.run_id))
+    case, spec = request.case, MODELS[request.case.model]
+    if request.reference_images is not None:
+        session.references[case.reference_key] = Reference(request.reference_images, request.reference_e2e_s)
+    record = session._new_record(case, spec)
+    try:
+        session._measure(case, spec, record, RoundsBenchmark())
+    except UnavailableError as error:
+        record.update(status="skipped", message=str(error))
+    except torch.cuda.OutOfMemoryError as error:
+        record.update(status="oom", message=str(error).splitlines()[0] if str(error) else "out of memory")
+    except QualityError:
+        pass  # the record already says which floor was missed
+    except Exception as error:
+        record.update(status="failed", message=f"{type(error).__name__}: {error}")
+    reference = session.references.get(case.reference_key)
+    return {
+        "record": record,
+        "reference_images": reference.images if reference is not None else None,
+        "reference_e2e_s": reference.e2e_s if reference is not None else None,
+    }
+
+
+def replay_rounds(benchmark: Any, seconds: list[float]) -> None:
+    """Give pytest-benchmark the round times measured in the child, so its table and history hold
+    them (and not the child's lifetime, which includes loading and compiling)."""
+    if hasattr(benchmark, "replay_rounds"):  # the tests' stand-in fixture
+        benchmark.replay_rounds(seconds)
+        return
+    if getattr(benchmark, "disabled", False) or not seconds:
+        return
+    # pytest-benchmark has no public API to add externally timed rounds; these two private names
+    # are what `pedantic` itself uses (pytest-benchmark 4 and 5).
+    benchmark._mode = "benchmark.pedantic(...)"
+    stats = benchmark._make_stats(1)
+    for duration in seconds:
+        stats.update(duration)
