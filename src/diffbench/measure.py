@@ -71,6 +71,13 @@ def peak_memory_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated(device) / GIB
 
 
+def allocated_gib(device: str) -> float | None:
+    """CUDA memory held by live tensors now; None on the CPU."""
+    if not device.startswith("cuda"):
+        return None
+    return torch.cuda.memory_allocated(device) / GIB
+
+
 def peak_reserved_gib(device: str) -> float | None:
     if not device.startswith("cuda"):
         return None

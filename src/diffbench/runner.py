@@ -18,13 +18,16 @@ from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.isolated_case import CaseRequest, replay_rounds
 from diffbench.isolation import call_in_child
 from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
-from diffbench.measure import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
+from diffbench.measure import (StepTimer, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
+                               reset_peak_memory, timed)
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.settings import RunSettings
 
 logger = logging.getLogger(__name__)
+
+MEMORY_CREEP_TOLERANCE_GIB = 0.0625  # allocator granularity and cuBLAS/cuDNN workspaces, not models
 
 
 @dataclass
@@ -61,6 +64,21 @@ class BenchSession:
         self.backends: dict[str, Backend] = {
             name: get_backend_class(name)(settings.backend_options.get(name)) for name in settings.backends
         }
+        self.memory_baseline_gib = allocated_gib(self.device)
+
+    def close(self) -> dict[str, Any]:
+        """Release the cached model and references; report whether device memory went back to where
+        the run started (creep = memory a case left behind: a leak to fix, and numbers to distrust)."""
+        self.references.clear()
+        self.cache.release()
+        release_memory()
+        end = allocated_gib(self.device)
+        report = {"baseline_gib": self.memory_baseline_gib, "end_gib": end,
+                  "creep_gib": None if end is None else end - self.memory_baseline_gib}
+        if report["creep_gib"] is not None and report["creep_gib"] > MEMORY_CREEP_TOLERANCE_GIB:
+            logger.warning("device memory did not return to its baseline: %.3f GiB at the start, %.3f GiB "
+                           "after the last case", self.memory_baseline_gib, end)
+        return report
 
     def skip_reason(self, case: Case, spec: ModelSpec) -> str | None:
         """Why `case` cannot run here, precisely enough to act on; None if it can."""
