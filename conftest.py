@@ -14,6 +14,7 @@ from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings, expand_matrix
+from diffbench.shard import split_items
 from diffbench.summary import markdown_table
 
 SETTINGS = pytest.StashKey()
@@ -53,8 +54,10 @@ def case_of(item):
     return case if isinstance(case, Case) else None
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: shards split what is selected
 def pytest_collection_modifyitems(config, items):
-    """Order cases as the matrix does (model by model, eager first) so each model is built once."""
+    """Order cases as the matrix does (model by model, eager first) so each model is built once;
+    with --shard, keep only this shard's reference groups (diffbench.shard)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):
@@ -62,6 +65,11 @@ def pytest_collection_modifyitems(config, items):
         return (0, order[case.id]) if case is not None else (1, 0)
 
     items.sort(key=position)
+    shard = config.stash[SETTINGS].shard
+    if shard is not None:
+        kept, deselected = split_items(items, shard, case_of)
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_collection_finish(session):
@@ -97,9 +105,9 @@ def bench_session(request):
     settings = request.config.stash[SETTINGS]
     folder = RunFolder(settings.results_dir)
     request.config.stash[RUN_FOLDER] = folder
-    folder.write_meta({"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
-                       "settings": repr(settings), "stack": stack_info(),
-                       "command": list(request.config.invocation_params.args)})
+    meta = {"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
+            "settings": repr(settings), "stack": stack_info(), "command": list(request.config.invocation_params.args)}
+    folder.write_meta(meta)
     session = BenchSession(settings, folder)
     yield session
-    session.cache.release()
+    folder.write_meta({**meta, "memory": session.close()})  # device memory at the start and the end

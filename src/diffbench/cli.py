@@ -20,11 +20,42 @@ def show_models(_: argparse.Namespace) -> int:
     return 0
 
 
+def backend_lines(device: str) -> list[str]:
+    """For every backend: available here or why not, what it is, its options, quality floor, and
+    the model families it cannot run here (with the reason)."""
+    from diffbench.case import Case, Resolution
+
+    lines = []
+    for name, cls in registry().items():
+        backend = cls()
+        reason = backend.unavailable_reason(device)
+        lines.append(f"{name:36} {'available' if reason is None else 'unavailable: ' + reason}")
+        if cls.summary:
+            lines.append(f"    {cls.summary}")
+        kind = "lossy" if cls.lossy else "lossless"
+        lines.append(f"    quality floor ({kind}): {cls.quality_floor}")
+        if cls.option_keys:
+            defaults = json.dumps(cls.default_options) if cls.default_options else "{}"
+            lines.append(f"    options: {', '.join(sorted(cls.option_keys))}; defaults {defaults}")
+        skipped = {}
+        for model in REPRESENTATIVE_MODELS:
+            spec = MODELS[model]
+            case = Case(model, next(iter(spec.pipelines)), Resolution(1024, 1024), name)
+            skipped[model] = backend.unsupported_reason(case, spec, device)
+        reasons = set(skipped.values())
+        if len(reasons) == 1 and None not in reasons:
+            lines.append(f"    skips every model on {device}: {reasons.pop()}")
+        else:
+            lines += [f"    skips {model} on {device}: {why}" for model, why in skipped.items() if why]
+    return lines
+
+
+REPRESENTATIVE_MODELS = ("sdxl", "ip2p", "sd35-large")  # one per family
+
+
 def show_backends(_: argparse.Namespace) -> int:
     device = "cuda" if stack_info()["gpu"] else "cpu"
-    for name, cls in registry().items():
-        reason = cls().unavailable_reason(device)
-        print(f"{name:12} {'available' if reason is None else 'unavailable: ' + reason}")
+    print("\n".join(backend_lines(device)))
     return 0
 
 
@@ -157,6 +188,22 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(run=write_report_command)
 
 
+def add_merge_command(commands: argparse._SubParsersAction) -> None:
+    from diffbench.merge import merge_command
+
+    merge = commands.add_parser("merge", help="join run folders (e.g. the shards of a multi-GPU run) into one",
+                                description="Write one run folder with every case of the runs given (records, "
+                                            "images, and a run.json listing the parts and their stacks), for "
+                                            "`diffbench report` and `diffbench compare`. A case found in two runs "
+                                            "is an error (exit 2) unless --prefer-last.")
+    merge.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their results.jsonl) to merge")
+    merge.add_argument("--out", type=Path, required=True, metavar="FOLDER",
+                       help="the merged run folder to write; must not hold a run yet (its name is the run id)")
+    merge.add_argument("--prefer-last", action="store_true",
+                       help="for a case found in several runs, keep the record of the run given last")
+    merge.set_defaults(run=merge_command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="diffbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     table.set_defaults(run=show_table)
     add_compare_command(commands)
     add_report_command(commands)
+    add_merge_command(commands)
     arguments = parser.parse_args(argv)
     return arguments.run(arguments)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffbench.backends.base import Backend, get_backend_class
+from diffbench.backends.base import Backend, get_backend_class, unpark
 from diffbench.case import Case
 from diffbench.catalog import MODELS, ModelSpec
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
@@ -203,13 +203,23 @@ class BenchSession:
         record["load_s"] = loaded.load_s
         base = self.cache.task_pipeline(loaded, spec, case.task)
         backend = self.backends[case.backend]
+        if case.backend != "eager" and case.reference_key not in self.references:
+            self._make_reference(case, spec, base)  # before apply: the backend may park cached modules
         pipe = backend.apply(shallow_copy(base))
         try:
-            self._run_pipeline(case, spec, base, pipe, record, benchmark)
+            self._run_pipeline(case, spec, pipe, record, benchmark)
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
+            unpark(pipe)
 
-    def _run_pipeline(self, case: Case, spec: ModelSpec, base: Any, pipe: Any, record: dict[str, Any],
+    def _make_reference(self, case: Case, spec: ModelSpec, base: Any) -> None:
+        """Eager's images when eager was not selected in this run: made untimed, for the quality gate."""
+        logger.info("%s: eager reference images (eager not selected, so not timed)", case.id)
+        pairs = prompt_seed_pairs(case.task, self.settings.prompts, self.settings.seed, self.settings.prompt)
+        eager_call = self._caller(shallow_copy(base), spec, case)
+        self.references[case.reference_key] = Reference([img for p in pairs for img in _images(eager_call(*p))])
+
+    def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, record: dict[str, Any],
                       benchmark: Any) -> None:
         """Warm up, time the rounds, save the image and check quality against eager."""
         settings = self.settings
@@ -234,7 +244,7 @@ class BenchSession:
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
-        quality = self._quality(case, spec, base, pairs, outputs, rounds, record)
+        quality = self._quality(case, pairs, outputs, rounds, record)
         record.update(quality.summary(), quality_floor=str(settings.quality_floor(case.backend)),
                       quality_images=len(outputs))
         if not quality.passed:
@@ -265,8 +275,8 @@ class BenchSession:
             "host_rss_gib": host_rss_gib(),
         }
 
-    def _quality(self, case: Case, spec: ModelSpec, base: Any, pairs: list[tuple[str, int]],
-                 outputs: list[np.ndarray], rounds: Rounds, record: dict[str, Any]) -> QualityResult:
+    def _quality(self, case: Case, pairs: list[tuple[str, int]], outputs: list[np.ndarray], rounds: Rounds,
+                 record: dict[str, Any]) -> QualityResult:
         floor = self.settings.quality_floor(case.backend)
         if case.backend == "eager":
             # Eager is the reference; what it must pass is matching itself from call to call.
@@ -275,11 +285,7 @@ class BenchSession:
                           speedup=1.0)
             self.references[case.reference_key] = Reference(outputs, record["e2e_s"])
             return determinism
-        reference = self.references.get(case.reference_key)
-        if reference is None:  # eager was not selected in this run: make its images, untimed
-            eager_call = self._caller(shallow_copy(base), spec, case)
-            reference = Reference([img for p in pairs for img in _images(eager_call(*p))])
-            self.references[case.reference_key] = reference
+        reference = self.references[case.reference_key]
         if reference.e2e_s:
             record["speedup"] = reference.e2e_s / record["e2e_s"]
         return assess(reference.images, outputs, floor)

@@ -153,10 +153,39 @@ def get_backend_class(name: str) -> type[Backend]:
 
 
 def own(pipe: Any, component: str) -> Any:
-    """Give `pipe` a deep copy of `component`, so in-place changes stay private; returns it."""
-    module = copy.deepcopy(getattr(pipe, component))
+    """Give `pipe` a private copy of `component`, so in-place changes stay private; returns it.
+
+    The cached original is parked on the CPU while the case runs and copied there, so the case's
+    peak memory holds the component once, as a user's pipeline would (not the cache's copy too); the
+    runner brings it back afterwards (`unpark`). Owning a component twice returns the same copy.
+    """
+    owned = pipe.__dict__.setdefault("_diffbench_owned", {})
+    if component in owned:
+        return owned[component]
+    original = getattr(pipe, component)
+    device = park(pipe, original)
+    module = copy.deepcopy(original)
+    if device is not None:
+        module.to(device)
     setattr(pipe, component, module)
+    owned[component] = module
     return module
+
+
+def park(pipe: Any, module: Any) -> Any:
+    """Move a cached `module` to the CPU until `unpark(pipe)`; returns the device it was on, or None."""
+    parameter = next(module.parameters(), None) if hasattr(module, "parameters") else None
+    if parameter is None or parameter.device.type == "cpu":
+        return None
+    pipe.__dict__.setdefault("_diffbench_parked", []).append((module, parameter.device))
+    module.to("cpu")
+    return parameter.device
+
+
+def unpark(pipe: Any) -> None:
+    """Return every module `park` moved for `pipe` to its device."""
+    for module, device in reversed(pipe.__dict__.pop("_diffbench_parked", [])):
+        module.to(device)
 
 
 def denoiser_name(pipe: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffbench.backends.base import Backend, QualityFloor, own, register
+from diffbench.backends.base import Backend, QualityFloor, own, park, register
 
 _SD3_FAMILY = "sd3"
 
@@ -68,33 +68,18 @@ class VaeTilingBackend(Backend):
         return pipe
 
 
-class _ParkedT5(Backend):
-    """Moves the cached pipeline's T5 encoder to the CPU for the case, so the GPU memory it held is
-    really free while the case runs, and brings it back in `restore`."""
+class _T5Backend(Backend):
+    """Acts on SD3's T5 encoder; the cached encoder is parked on the CPU (base.park) while the case
+    runs, so the GPU memory it held is really free, and the runner brings it back afterwards."""
 
     lossy = True
-
-    def __init__(self, options: dict[str, Any] | None = None):
-        super().__init__(options)
-        self._parked: tuple[Any, str] | None = None
 
     def unsupported_reason(self, case, spec, device: str) -> str | None:
         return _family_reason(self.name, spec, _SD3_FAMILY, "Stable Diffusion 3 pipelines")
 
-    def _park_encoder(self, pipe: Any) -> Any:
-        encoder = pipe.text_encoder_3
-        self._parked = (encoder, str(encoder.device))
-        return encoder.to("cpu")
-
-    def restore(self, pipe: Any) -> None:
-        if self._parked is not None:
-            encoder, device = self._parked
-            encoder.to(device)
-            self._parked = None
-
 
 @register
-class DropT5Backend(_ParkedT5):
+class DropT5Backend(_T5Backend):
     """SD3 without its 4.7B-parameter T5 encoder: the prompt reaches the model through CLIP only."""
 
     name = "sd3-no-t5"
@@ -103,14 +88,14 @@ class DropT5Backend(_ParkedT5):
     quality_floor = QualityFloor(ssim=0.3, psnr=10.0)
 
     def apply(self, pipe: Any) -> Any:
-        self._park_encoder(pipe)
+        park(pipe, pipe.text_encoder_3)
         pipe.text_encoder_3 = None
         pipe.tokenizer_3 = None
         return pipe
 
 
 @register
-class QuantizedT5Backend(_ParkedT5):
+class QuantizedT5Backend(_T5Backend):
     """SD3 with its T5 encoder's linear layers in int8 (weight-only, torchao): about half its memory."""
 
     name = "sd3-t5-int8"
@@ -124,10 +109,11 @@ class QuantizedT5Backend(_ParkedT5):
 
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-        device = str(pipe.text_encoder_3.device)
+        original = pipe.text_encoder_3
+        device = park(pipe, original) or original.device
         # Copied on the CPU and quantized layer by layer onto the device: the full-precision copy
-        # never sits on the GPU beside the cached encoder.
-        encoder = copy.deepcopy(self._park_encoder(pipe))
+        # never sits on the GPU.
+        encoder = copy.deepcopy(original)
         quantize_(encoder, Int8WeightOnlyConfig(), device=device)
         pipe.text_encoder_3 = encoder.to(device)
         return pipe
