@@ -1,0 +1,324 @@
+"""Feature caching across denoising steps: DeepCache on UNets, diffusers' PAB, TaylorSeer and MagCache hooks."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+from typing import Any, ClassVar
+
+import torch
+
+from diffbench.backends.base import Backend, QualityFloor, denoiser_name, register
+from diffbench.errors import OptionError, UnavailableError
+
+logger = logging.getLogger(__name__)
+
+UNET_FAMILIES = ("sdxl", "ip2p")  # the catalog's families whose denoiser is a UNet2DConditionModel
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Caching reuses whole features computed at an earlier step, so the image drifts further from eager
+# than under quantization. Provisional, to be replaced by GPU measurements with hub weights: the floor
+# catches broken reuse (stale or misplaced features give noise: SSIM below 0.3, PSNR near 10 dB).
+CACHING_FLOOR = QualityFloor(ssim=0.70, psnr=18.0)
+
+
+def own_modules(pipe: Any, component: str) -> torch.nn.Module:
+    """Give `pipe` a copy of `component` with new module objects but the same parameters and buffers.
+
+    For changes to modules (wrapped forwards, hooks), never to weights: the cached pipeline keeps its
+    modules untouched, and the copy costs no device memory.
+    """
+    module = getattr(pipe, component)
+    shared = {id(tensor): tensor for tensor in (*module.parameters(), *module.buffers())}
+    private = copy.deepcopy(module, memo=shared)
+    setattr(pipe, component, private)
+    return private
+
+
+def _check_number(name: str, options: dict[str, Any], key: str, low: float, high: float | None = None,
+                  kind: type = int, nullable: bool = False) -> None:
+    value = options[key]
+    if value is None and nullable:
+        return
+    wrong_type = isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int)
+    if wrong_type or value < low or (high is not None and value > high):
+        valid = f"{low}..{high}" if high is not None else f">= {low}"
+        what = "number" if kind is float else "whole number"
+        raise OptionError(f"{name} option {key}={value!r}: give a {what} {valid}{' or null' if nullable else ''}")
+
+
+def _unet_reason(name: str, spec: Any) -> str | None:
+    if spec.family not in UNET_FAMILIES:
+        return f"{name} supports UNet pipelines only (SDXL, instruct-pix2pix); {spec.name} has a transformer denoiser"
+    return None
+
+
+@register
+class DeepCacheBackend(Backend):
+    """DeepCache: between full UNet passes, reuse the cached deep features and run only the shallow branch."""
+
+    name = "deepcache"
+    summary = "DeepCache on the UNet: a full pass every cache_interval steps, the shallow branch between"
+    requires = ("DeepCache",)
+    install_hint = "pip install 'diffbench[deepcache]'"
+    lossy = True
+    quality_floor = CACHING_FLOOR
+    option_keys = frozenset({"cache_interval", "cache_layer_id", "cache_block_id"})
+    default_options = {"cache_interval": 3, "cache_layer_id": 0, "cache_block_id": 0}  # the seeds' values
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        _check_number(self.name, self.options, "cache_interval", 1)
+        # DeepCache names a branch block * 3 + layer: a down block holds at most 3 layers (resnets, downsampler).
+        _check_number(self.name, self.options, "cache_layer_id", 0, 2)
+        _check_number(self.name, self.options, "cache_block_id", 0)
+
+    def unsupported_reason(self, case, spec, device: str) -> str | None:
+        return _unet_reason(self.name, spec) or super().unsupported_reason(case, spec, device)
+
+    def apply(self, pipe: Any) -> Any:
+        if denoiser_name(pipe) != "unet":
+            raise UnavailableError(f"{self.name} supports UNet pipelines only; {type(pipe).__name__} has none")
+        from DeepCache import DeepCacheSDHelper
+
+        # DeepCache replaces the forward of the UNet and of its blocks: on private module objects only.
+        unet = own_modules(pipe, "unet")
+        block = self.options["cache_block_id"]
+        if block >= len(unet.down_blocks):
+            raise OptionError(f"{self.name} option cache_block_id={block}: this UNet has {len(unet.down_blocks)} "
+                              f"down blocks, so give 0..{len(unet.down_blocks) - 1}")
+        helper = DeepCacheSDHelper(pipe=pipe)  # reads pipe.scheduler: the copy's own
+        helper.set_params(cache_interval=self.options["cache_interval"],
+                          cache_branch_id=block * 3 + self.options["cache_layer_id"])
+        helper.enable()
+        pipe._diffbench_deepcache = helper
+        return pipe
+
+    def restore(self, pipe: Any) -> None:
+        helper = getattr(pipe, "_diffbench_deepcache", None)
+        if helper is not None:  # drop the cached features (device memory) and the wrapped forwards now
+            helper.disable()
+            del pipe._diffbench_deepcache
+
+
+class GenerationTracker:
+    """Watches the denoiser's calls: the current timestep, and the start of each new generation.
+
+    SDXL and SD3 pipelines of diffusers 0.42 expose no `current_timestep` and never reset or name the
+    cache hooks' state (their denoisers lack CacheMixin), so a forward pre-hook does it: each call to
+    `scheduler.set_timesteps` makes a new timesteps tensor, which marks a new generation.
+    """
+
+    def __init__(self, pipe: Any, denoiser: torch.nn.Module):
+        self.pipe = pipe
+        self.timestep: float | None = None
+        self.on_new_generation: Any = lambda: None
+        self._timesteps: torch.Tensor | None = None
+        denoiser.register_forward_pre_hook(self._before_step, with_kwargs=True)
+
+    def steps(self) -> int:
+        """Denoiser calls in this generation: img2img starts part-way into the schedule."""
+        scheduler = self.pipe.scheduler
+        return len(scheduler.timesteps) - (getattr(scheduler, "begin_index", None) or 0)
+
+    def _before_step(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        timesteps = self.pipe.scheduler.timesteps
+        if timesteps is not self._timesteps:
+            self._timesteps = timesteps
+            self.on_new_generation()
+        timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
+        self.timestep = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
+
+
+class DiffusersCacheBackend(Backend):
+    """A diffusers cache hook applied to a private module tree of the denoiser; subclasses build the config."""
+
+    lossy = True
+    quality_floor = CACHING_FLOOR
+    config_class: ClassVar[str]  # the class name in diffusers.hooks
+
+    def unavailable_reason(self, device: str) -> str | None:
+        hooks = importlib.import_module("diffusers.hooks")
+        if not hasattr(hooks, self.config_class):
+            import diffusers
+
+            return (f"backend {self.name!r} needs diffusers.hooks.{self.config_class}, which diffusers "
+                    f"{diffusers.__version__} lacks (0.42.1 has it): pip install -U diffusers")
+        return super().unavailable_reason(device)
+
+    def unet_reason(self) -> str | None:
+        """Why this cache cannot work on a UNet denoiser, or None."""
+        return None
+
+    def unsupported_reason(self, case, spec, device: str) -> str | None:
+        if spec.family in UNET_FAMILIES and self.unet_reason():
+            return f"{self.name} on {spec.name}'s UNet: {self.unet_reason()}"
+        return super().unsupported_reason(case, spec, device)
+
+    def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
+        """Install the hooks on `denoiser` and return their config."""
+        raise NotImplementedError
+
+    def new_generation(self, denoiser: torch.nn.Module, config: Any, tracker: GenerationTracker) -> None:
+        """Reset every hook's state and give the hooks a cache context, as pipelines with CacheMixin do."""
+        from diffusers.hooks import HookRegistry
+        from diffusers.hooks.hooks import CacheContext, _set_cache_context
+
+        HookRegistry.check_if_exists_or_initialize(denoiser).reset_stateful_hooks()
+        # CFG runs as one batched call per step here, so one context serves the whole generation.
+        _set_cache_context(denoiser, CacheContext("inference"))
+
+    def apply(self, pipe: Any) -> Any:
+        name = denoiser_name(pipe)
+        denoiser = own_modules(pipe, name)  # hooks replace module forwards: on private module objects only
+        tracker = GenerationTracker(pipe, denoiser)
+        config = self.enable(denoiser, tracker)
+        tracker.on_new_generation = lambda: self.new_generation(denoiser, config, tracker)
+        hooked = sum(bool(getattr(m, "_diffusers_hook", None) and m._diffusers_hook.hooks) for m in denoiser.modules())
+        if not hooked:  # a cache that hooks nothing would be benchmarked as if it were one
+            raise UnavailableError(f"{self.name}: {type(config).__name__} hooked no module of this "
+                                   f"{type(denoiser).__name__}, so it would change nothing")
+        logger.info("%s: hooks on %d modules of the %s", self.name, hooked, name)
+        return pipe
+
+    def restore(self, pipe: Any) -> None:
+        from diffusers.hooks import HookRegistry
+
+        # The hooks live on the private module tree; only their cached features need freeing now.
+        HookRegistry.check_if_exists_or_initialize(getattr(pipe, denoiser_name(pipe))).reset_stateful_hooks()
+
+
+@register
+class PyramidAttentionBroadcastBackend(DiffusersCacheBackend):
+    """Pyramid Attention Broadcast: attention outputs reused for some steps in the middle of the schedule."""
+
+    name = "pab"
+    summary = "Pyramid Attention Broadcast (diffusers hook): attention outputs reused within a timestep range"
+    config_class = "PyramidAttentionBroadcastConfig"
+    option_keys = frozenset({"spatial_attention_block_skip_range", "spatial_attention_timestep_skip_range",
+                             "cross_attention_block_skip_range", "cross_attention_timestep_skip_range"})
+    # diffusers' documented example: self-attention recomputed every 2nd step between timesteps 100 and 800.
+    default_options = {"spatial_attention_block_skip_range": 2, "spatial_attention_timestep_skip_range": [100, 800],
+                       "cross_attention_block_skip_range": None, "cross_attention_timestep_skip_range": [100, 800]}
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        for kind in ("spatial", "cross"):
+            _check_number(self.name, self.options, f"{kind}_attention_block_skip_range", 1, nullable=True)
+            span = self.options[f"{kind}_attention_timestep_skip_range"]
+            if not (isinstance(span, list) and len(span) == 2 and all(isinstance(v, (int, float)) for v in span)):
+                raise OptionError(f"{self.name} option {kind}_attention_timestep_skip_range={span!r}: give "
+                                  "[low, high] timesteps, e.g. [100, 800]")
+        if self.options["spatial_attention_block_skip_range"] is None and \
+                self.options["cross_attention_block_skip_range"] is None:
+            raise OptionError(f"{self.name}: set spatial_attention_block_skip_range or "
+                              "cross_attention_block_skip_range (both null would skip nothing)")
+
+    def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
+        from diffusers.hooks import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
+
+        settings = {key: tuple(v) if isinstance(v, list) else v for key, v in self.options.items()}
+        config = PyramidAttentionBroadcastConfig(**settings, current_timestep_callback=lambda: tracker.timestep)
+        apply_pyramid_attention_broadcast(denoiser, config)
+        return config
+
+
+@register
+class TaylorSeerBackend(DiffusersCacheBackend):
+    """TaylorSeer: between full steps, attention outputs predicted by a Taylor series of earlier ones."""
+
+    name = "taylorseer"
+    summary = "TaylorSeer cache (diffusers hook): attention outputs forecast from earlier steps"
+    config_class = "TaylorSeerCacheConfig"
+    option_keys = frozenset({"cache_interval", "disable_cache_before_step", "disable_cache_after_step",
+                             "max_order", "taylor_factors_dtype", "use_lite_mode", "cache_identifiers"})
+    default_options = {"cache_interval": 5, "disable_cache_before_step": 3, "disable_cache_after_step": None,
+                       "max_order": 1, "taylor_factors_dtype": "bfloat16", "use_lite_mode": False,
+                       "cache_identifiers": None}  # diffusers' defaults
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        _check_number(self.name, self.options, "cache_interval", 1)
+        _check_number(self.name, self.options, "disable_cache_before_step", 0)
+        _check_number(self.name, self.options, "disable_cache_after_step", 0, nullable=True)
+        _check_number(self.name, self.options, "max_order", 0)
+        if self.options["taylor_factors_dtype"] not in DTYPES:
+            raise OptionError(f"{self.name} option taylor_factors_dtype={self.options['taylor_factors_dtype']!r}"
+                              f" is not one of: {', '.join(DTYPES)}")
+        patterns = self.options["cache_identifiers"]
+        if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+            raise OptionError(f"{self.name} option cache_identifiers={patterns!r}: give a list of regular "
+                              "expressions that fully match module names, or null for diffusers' defaults")
+
+    def unet_reason(self) -> str | None:
+        if self.options["cache_identifiers"] is not None:
+            return None
+        return ("TaylorSeer's default module patterns (^transformer_blocks.*attn and alike) match no UNet module, "
+                "so it would change nothing; give UNet patterns, e.g. --backend-config "
+                "'taylorseer={\"cache_identifiers\": [\"(down|up)_blocks\\\\..*attn1\"]}', or use deepcache or pab")
+
+    def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
+        from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
+
+        dtype = DTYPES[self.options["taylor_factors_dtype"]]
+        config = TaylorSeerCacheConfig(**{**self.options, "taylor_factors_dtype": dtype})
+        apply_taylorseer_cache(denoiser, config)
+        return config
+
+
+@register
+class MagCacheBackend(DiffusersCacheBackend):
+    """MagCache: whole steps skipped while the predicted change of the residual stays small."""
+
+    name = "magcache"
+    summary = "MagCache (diffusers hook): transformer steps skipped by residual-magnitude ratios"
+    config_class = "MagCacheConfig"
+    option_keys = frozenset({"threshold", "max_skip_steps", "retention_ratio", "mag_ratios"})
+    # diffusers' defaults. Its only shipped ratios are Flux's; ratios depend on the checkpoint, so give
+    # your model's as a list (obtain them with "calibrate", which skips nothing and prints them).
+    default_options = {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2, "mag_ratios": "flux"}
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        _check_number(self.name, self.options, "threshold", 0.0, kind=float)
+        _check_number(self.name, self.options, "retention_ratio", 0.0, 1.0, kind=float)
+        _check_number(self.name, self.options, "max_skip_steps", 0)
+        ratios = self.options["mag_ratios"]
+        if ratios not in ("flux", "calibrate") and not (
+                isinstance(ratios, list) and ratios and all(isinstance(r, (int, float)) for r in ratios)):
+            raise OptionError(f"{self.name} option mag_ratios={ratios!r}: give \"flux\", \"calibrate\" or a list of "
+                              "numbers (one per step of a calibration run)")
+
+    def unet_reason(self) -> str | None:
+        return ("MagCache skips the blocks of a transformer's transformer_blocks list, which a UNet lacks; "
+                "it works on transformer denoisers (SD3); use deepcache or pab on UNets")
+
+    def _source_ratios(self) -> torch.Tensor | None:
+        if self.options["mag_ratios"] == "calibrate":
+            return None
+        if self.options["mag_ratios"] == "flux":
+            from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
+
+            return FLUX_MAG_RATIOS
+        return torch.tensor(self.options["mag_ratios"], dtype=torch.float32)
+
+    def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
+        from diffusers.hooks import MagCacheConfig, apply_mag_cache
+
+        ratios = self._source_ratios()
+        config = MagCacheConfig(threshold=self.options["threshold"], max_skip_steps=self.options["max_skip_steps"],
+                                retention_ratio=self.options["retention_ratio"], mag_ratios=ratios,
+                                calibrate=ratios is None)
+        apply_mag_cache(denoiser, config)
+        return config
+
+    def new_generation(self, denoiser: torch.nn.Module, config: Any, tracker: GenerationTracker) -> None:
+        # MagCache must know the step count (apply does not): read it from the schedule, and fit the
+        # ratios to it as MagCacheConfig does when built.
+        from diffusers.hooks.mag_cache import nearest_interp
+
+        config.num_inference_steps = tracker.steps()
+        source = self._source_ratios()
+        if source is not None:
+            config.mag_ratios = nearest_interp(source, config.num_inference_steps)
+        super().new_generation(denoiser, config, tracker)
