@@ -72,3 +72,13 @@ def test_case_timeout_must_be_positive():
     with pytest.raises(OptionError, match="--case-timeout must be a positive number of seconds"):
         build_settings({"case_timeout": 0})
     assert build_settings({"isolate": True, "case_timeout": 5}).case_timeout_s == 5
+
+
+def test_fastest_lossy_is_fp8_with_the_fastest_compile():
+    backend = get_backend_class("fastest-lossy")()
+    assert backend.lossy and backend.options["quantize"] == ["denoiser"]
+    assert {key: backend.options[key] for key in ("mode", "fuse_qkv_projections", "memory_format")} == \
+        get_backend_class("fastest")().options
+    assert backend.compile_kwargs()["mode"] == "reduce-overhead"
+    reason = backend.unsupported_reason(SDXL_CASE, MODELS["sdxl"], "cpu")
+    assert reason == "fp8 needs a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); device is cpu"
