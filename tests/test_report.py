@@ -179,3 +179,17 @@ def test_a_warm_cache_warmup_gets_its_column_when_recorded(run_folders, tmp_path
     assert main(["report", str(folder), "--out", str(tmp_path / "out")]) == 0
     rows = markdown_tables((tmp_path / "out" / "report.md").read_text())["tiny-sdxl t2i 128x128"]
     assert [row["warmup, warm cache s"] for row in rows] == ["-", "1.23"]
+
+
+def test_files_are_replaced_whole_or_not_at_all(tmp_path):
+    from diffbench.records import atomic_path, write_text_atomically
+
+    target = tmp_path / "report.md"
+    write_text_atomically(target, "old report")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half a new rep")
+            raise RuntimeError("killed while writing")
+    assert target.read_text() == "old report" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    write_text_atomically(target, "new report")
+    assert target.read_text() == "new report"

@@ -14,7 +14,7 @@ from typing import Any
 
 from diffbench.errors import DiffbenchError
 from diffbench.history import HistoryError, Run, load_run, stack_differences, stack_key
-from diffbench.records import json_safe
+from diffbench.records import json_safe, write_text_atomically
 
 PART_KEYS = ("run_id", "started", "commit", "command", "settings")  # what run.json keeps of each part
 
@@ -44,9 +44,7 @@ def _read_meta(run: Run) -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_text_atomically(path, text)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,6 +40,24 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path` (same suffix, so writers pick the format from it) and
+    rename it over `path` once written: a reader, or a crash, never sees half a file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
 class RunFolder:
     """`<results_dir>/<run id>/`: results.jsonl (one line per case, appended and fsynced as each
     case ends, so a crash or Ctrl-C loses nothing finished), run.json and images/."""
@@ -63,9 +82,7 @@ class RunFolder:
         return folder
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        temporary = self.path / "run.json.tmp"
-        temporary.write_text(json.dumps(json_safe(meta), indent=2))
-        os.replace(temporary, self.path / "run.json")  # atomic: never a half-written run.json
+        write_text_atomically(self.path / "run.json", json.dumps(json_safe(meta), indent=2))
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(json_safe(record), allow_nan=False)

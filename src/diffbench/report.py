@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.history import Run
+from diffbench.records import write_text_atomically
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
@@ -251,8 +252,8 @@ def write_report(runs: list[Run], out_dir: Path, title: str | None = None,
         blocks += group_section(key, entries, out_dir, image_size, len(runs) > 1, with_cached_warmup)
     blocks += trend_section(runs, labels, out_dir, colors)
     markdown, page = out_dir / "report.md", out_dir / "report.html"
-    markdown.write_text(to_markdown(blocks))
-    page.write_text(to_html(blocks, title))
+    write_text_atomically(markdown, to_markdown(blocks))
+    write_text_atomically(page, to_html(blocks, title))
     pictures = [out_dir / block.path for block in blocks if isinstance(block, Figure)]
     logger.info("report written to %s (%d pictures)", out_dir, len(pictures))
     return ReportFiles(markdown, page, pictures)

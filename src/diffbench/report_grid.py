@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from diffbench.records import atomic_path
+
 logger = logging.getLogger(__name__)
 
 PADDING = 8
@@ -123,4 +125,5 @@ def render_grid(title: str, rows: list[list[Cell]], row_labels: list[str], size:
 
 
 def write_grid(path: Path, title: str, rows: list[list[Cell]], row_labels: list[str], size: int) -> None:
-    render_grid(title, rows, row_labels, size).save(path, optimize=True)
+    with atomic_path(path) as temporary:
+        render_grid(title, rows, row_labels, size).save(temporary, optimize=True)

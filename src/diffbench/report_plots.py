@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 from matplotlib.figure import Figure  # the object API: no pyplot, no global backend switch
 
+from diffbench.records import atomic_path
+
 EAGER_COLOR = "#8c8c8c"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 DPI = 100
@@ -59,7 +61,8 @@ def grouped_bars(values: dict[str, dict[str, float]], path: Path, title: str, xl
     axes.set_axisbelow(True)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: never over a bar
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary)
 
 
 def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list[str], path: Path,
@@ -85,4 +88,5 @@ def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary)
