@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings, expand_matrix
+from diffbench.resume import finished_cases, split_unfinished
 from diffbench.shard import split_items
 from diffbench.summary import markdown_table
 
@@ -57,7 +59,8 @@ def case_of(item):
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: shards split what is selected
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once;
-    with --shard, keep only this shard's reference groups (diffbench.shard)."""
+    with --shard, keep only this shard's reference groups (diffbench.shard); with --resume, only the
+    groups the earlier run did not finish (diffbench.resume)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):
@@ -68,6 +71,11 @@ def pytest_collection_modifyitems(config, items):
     shard = config.stash[SETTINGS].shard
     if shard is not None:
         kept, deselected = split_items(items, shard, case_of)
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+    resume = config.stash[SETTINGS].resume
+    if resume is not None:
+        kept, deselected = split_unfinished(items, finished_cases(resume), case_of)
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
 
@@ -103,10 +111,16 @@ def pytest_terminal_summary(terminalreporter, config):
 def bench_session(request):
     """The run's shared state; its folder receives every case's record as the case ends."""
     settings = request.config.stash[SETTINGS]
-    folder = RunFolder(settings.results_dir)
+    command = list(request.config.invocation_params.args)
+    if settings.resume is not None:  # the earlier run's folder and run.json, with this command added
+        folder = RunFolder.existing(settings.resume, settings.resume.name)
+        meta = json.loads((folder.path / "run.json").read_text()) if (folder.path / "run.json").is_file() else {}
+        meta.setdefault("resumed", []).append({"command": command, "commit": git_commit(), "stack": stack_info()})
+    else:
+        folder = RunFolder(settings.results_dir)
+        meta = {"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
+                "settings": repr(settings), "stack": stack_info(), "command": command}
     request.config.stash[RUN_FOLDER] = folder
-    meta = {"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
-            "settings": repr(settings), "stack": stack_info(), "command": list(request.config.invocation_params.args)}
     folder.write_meta(meta)
     session = BenchSession(settings, folder)
     yield session

@@ -31,6 +31,8 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--quality-floor", str, "per-backend minimum SSIM/PSNR, e.g. compile=0.97/32 (defaults in README)"),
     ("--results-dir", str, "where each run's folder (results.jsonl, run.json, images/) goes "
                            "(default reports/runs)"),
+    ("--resume", str, "RUN_FOLDER: go on with an interrupted run in its folder: groups (model, task, size) whose "
+                      "cases all finished are not run again, the others run whole"),
     ("--shard", str, "INDEX/COUNT: run only shard INDEX (from 0) of COUNT of the selected cases, split by "
                      "model, task and resolution, e.g. --shard 0/2 on GPU 0 and --shard 1/2 on GPU 1"),
 )

@@ -14,6 +14,7 @@ from diffbench.backends.base import QualityFloor, get_backend_class, registry
 from diffbench.case import TASKS, Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec, get_model
 from diffbench.errors import OptionError
+from diffbench.resume import check_resume_folder
 from diffbench.shard import Shard, parse_shard
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -48,6 +49,7 @@ class RunSettings:
     results_dir: Path = Path("reports/runs")
     isolate: bool = False
     case_timeout_s: float = 1800.0
+    resume: Path | None = None  # --resume: the run folder to go on with
     shard: Shard | None = None  # --shard: run only this share of the selected cases
 
     def weights_for(self, spec: ModelSpec) -> str:
@@ -218,7 +220,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
         isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0),
-        shard=parse_shard(raw.get("shard")),
+        shard=parse_shard(raw.get("shard")), resume=check_resume_folder(raw.get("resume")),
     )
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take
     return settings
