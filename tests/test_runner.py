@@ -168,3 +168,50 @@ def test_out_of_memory_is_recorded_memory_released_and_the_run_goes_on(tmp_path)
     written = read_results(session.run_folder.results)
     assert [r["status"] for r in written] == ["ok", "oom", "ok"]
     assert written[1]["message"] == "CUDA out of memory. Tried to allocate 20.00 GiB"
+
+
+class OutOfMemoryDenoiser(torch.nn.Module):
+    """A denoiser that runs out of memory when called: an OOM in inference (warmup), not in apply."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.config, self.dtype, self.device = unet.config, unet.dtype, unet.device
+        self.add_embedding = getattr(unet, "add_embedding", None)
+
+    def forward(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB (inference)")
+
+
+@register
+class OutOfMemoryInInferenceBackend(Backend):
+    name = "test-oom-inference"
+
+    def apply(self, pipe):
+        pipe.unet = OutOfMemoryDenoiser(pipe.unet)
+        return pipe
+
+
+@pytest.mark.parametrize("phase", ["load", "inference"])
+def test_out_of_memory_while_loading_or_denoising_is_a_result_too(tmp_path, monkeypatch, phase):
+    session = make_session(tmp_path, backends="eager,test-oom-inference", tasks="t2i", resolutions="64",
+                           steps=2, prompts=1, rounds=1)
+    eager, accelerated = expand_matrix(session.settings)
+    if phase == "load":  # the first build runs out of memory; the next case builds again and runs
+        build = session.cache.get
+
+        def out_of_memory_once(*args, **kwargs):
+            monkeypatch.setattr(session.cache, "get", build)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB (load)")
+
+        monkeypatch.setattr(session.cache, "get", out_of_memory_once)
+        with pytest.raises(pytest.fail.Exception, match=r"out of memory .*\(load\)"):
+            session.run(eager, RecordingBenchmark())
+        assert session.run(eager, RecordingBenchmark())["status"] == "ok"  # built again, and runs
+        expected = ["oom", "ok"]
+    else:
+        assert session.run(eager, RecordingBenchmark())["status"] == "ok"
+        with pytest.raises(pytest.fail.Exception, match=r"out of memory .*\(inference\)"):
+            session.run(accelerated, RecordingBenchmark())
+        expected = ["ok", "oom"]
+    statuses = [r["status"] for r in read_results(session.run_folder.results)]
+    assert statuses[:2] == expected
