@@ -37,7 +37,28 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (folder,) = (root / "runs").iterdir()
+    steady_rounds(root / "b.json", folder / "results.jsonl")
     return TinyRun(folder, root / "b.json", root / "runs")
+
+
+def steady(record: dict) -> None:
+    """Rounds 1% apart around the real median: on a busy CPU the real rounds can spread by 2x, and
+    these tests edit them by known factors to check the comparison logic, not this machine's noise."""
+    median = record["e2e_s"]
+    record["e2e_rounds_s"] = [median * 0.99, median, median * 1.01]
+    if record.get("its"):
+        record["its_rounds"] = [record["its"] * 1.01, record["its"], record["its"] * 0.99]
+
+
+def steady_rounds(benchmark_json: Path, results: Path) -> None:
+    data = json.loads(benchmark_json.read_text())
+    for benchmark in data["benchmarks"]:
+        steady(benchmark["extra_info"])
+    benchmark_json.write_text(json.dumps(data))
+    records = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    for record in records:
+        steady(record)
+    results.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
 def copy_run(run: TinyRun, target: Path, edit=None) -> Path:

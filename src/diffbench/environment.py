@@ -9,7 +9,9 @@ import subprocess
 
 import torch
 
-PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "pytest-benchmark", "scikit-image")
+PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "pytest-benchmark", "scikit-image",
+            # the backends' own packages: a stack difference a comparison must show
+            "torchao", "DeepCache", "onediffx", "onediff", "nexfort", "oneflow")
 
 
 def package_version(name: str) -> str | None:

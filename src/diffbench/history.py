@@ -106,7 +106,8 @@ def load_run(spec: str | Path, storage: Path = DEFAULT_STORAGE, results_dir: Pat
 def stack_key(stack: dict[str, Any]) -> dict[str, Any]:
     """The fields of a stack that decide whether two runs' numbers are comparable."""
     key = {name: stack.get(name) for name in STACK_FIELDS}
-    key.update({f"package {name}": version for name, version in sorted((stack.get("packages") or {}).items())})
+    key.update({f"package {name}": version for name, version in sorted((stack.get("packages") or {}).items())
+                if version is not None})  # not installed = not listed, as in runs that did not ask
     return key
 
 
