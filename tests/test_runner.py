@@ -215,3 +215,24 @@ def test_out_of_memory_while_loading_or_denoising_is_a_result_too(tmp_path, monk
         expected = ["ok", "oom"]
     statuses = [r["status"] for r in read_results(session.run_folder.results)]
     assert statuses[:2] == expected
+
+
+@register
+class ExplainedFailureBackend(Backend):
+    name = "test-explained"
+
+    def apply(self, pipe):
+        raise RuntimeError("backend='nexfort' raised: " + "trace " * 200 + "No module named 'nexfort.inductor.codegen'")
+
+    def explain(self, message):
+        return "the wheel lacks nexfort.inductor.codegen: use mode jit." if "codegen" in message else None
+
+
+def test_a_known_failure_is_recorded_with_the_backends_explanation_first(tmp_path):
+    session = make_session(tmp_path, backends="test-explained", tasks="t2i", resolutions="64", steps=2, prompts=1)
+    (case,) = expand_matrix(session.settings)
+    with pytest.raises(RuntimeError):
+        session.run(case, RecordingBenchmark())
+    (record,) = read_results(session.run_folder.results)
+    assert record["status"] == "failed"
+    assert record["message"].startswith("the wheel lacks nexfort.inductor.codegen: use mode jit. RuntimeError: ")

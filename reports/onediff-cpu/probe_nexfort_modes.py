@@ -121,7 +121,8 @@ def main() -> None:
         results[name] = run_probe(name)
         print(f"{name}: {results[name].get('status')} {results[name].get('message', '')}", flush=True)
     (HERE / "modes.json").write_text(json.dumps(results, indent=1) + "\n")
-    print("\n| probe | outcome | apply + first call s | median call s (eager) | SSIM | PSNR dB |\n|---|---|---|---|---|---|")
+    print("\n| probe | outcome | apply + first call s | median call s (eager) | SSIM | PSNR dB |")
+    print("|---|---|---|---|---|---|")
     for name, result in results.items():
         outcome = result["status"] if result["status"] == "ok" else f"{result['status']}: `{result.get('message')}`"
         print(f"| {name} | {outcome} | {result.get('apply_and_first_call_s', '')} | "

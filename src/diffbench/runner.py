@@ -126,8 +126,9 @@ class BenchSession:
         except Exception as error:
             if record["status"] == "running":
                 explanation = self.backends[case.backend].explain(str(error))
-                record.update(status="failed", message=f"{type(error).__name__}: {error}"
-                              + (f". {explanation}" if explanation else ""))
+                # The explanation first: compilers' own messages can run to pages.
+                record.update(status="failed", message=(f"{explanation} " if explanation else "")
+                              + f"{type(error).__name__}: {error}")
             raise
         finally:
             if record["status"] == "running":

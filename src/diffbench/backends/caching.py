@@ -139,11 +139,15 @@ class DiffusersCacheBackend(Backend):
 
     def unavailable_reason(self, device: str) -> str | None:
         hooks = importlib.import_module("diffusers.hooks")
-        if not hasattr(hooks, self.config_class):
+        # The hooks' cache contexts (diffusers.hooks.hooks.CacheContext) came after 0.36; without them
+        # the generation reset below cannot work (seen with 0.36.0 in .ci/onediff-env).
+        needed = (hasattr(hooks, self.config_class)
+                  and hasattr(importlib.import_module("diffusers.hooks.hooks"), "CacheContext"))
+        if not needed:
             import diffusers
 
-            return (f"backend {self.name!r} needs diffusers.hooks.{self.config_class}, which diffusers "
-                    f"{diffusers.__version__} lacks (0.42.1 has it): pip install -U diffusers")
+            return (f"backend {self.name!r} needs diffusers.hooks.{self.config_class} and cache contexts, which "
+                    f"diffusers {diffusers.__version__} lacks (0.42.1 has them): pip install -U diffusers")
         return super().unavailable_reason(device)
 
     def unet_reason(self) -> str | None:
