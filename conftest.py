@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from diffbench.case import Case
 from diffbench.environment import git_commit, stack_info
+from diffbench.history import read_run_meta
 from diffbench.errors import OptionError
 from diffbench.plan import estimate, format_plan, latest_records
 from diffbench.options import add_options, raw_values
@@ -68,16 +68,17 @@ def pytest_collection_modifyitems(config, items):
         return (0, order[case.id]) if case is not None else (1, 0)
 
     items.sort(key=position)
-    shard = config.stash[SETTINGS].shard
-    if shard is not None:
-        kept, deselected = split_items(items, shard, case_of)
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
-    resume = config.stash[SETTINGS].resume
-    if resume is not None:
-        kept, deselected = split_unfinished(items, finished_cases(resume), case_of)
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+    settings = config.stash[SETTINGS]
+    if settings.shard is not None:
+        keep_only(config, items, *split_items(items, settings.shard, case_of))
+    if settings.resume is not None:
+        keep_only(config, items, *split_unfinished(items, finished_cases(settings.resume), case_of))
+
+
+def keep_only(config, items, kept, deselected):
+    """Narrow `items` to `kept`, reporting the rest to pytest as deselected."""
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = kept
 
 
 def pytest_collection_finish(session):
@@ -114,7 +115,7 @@ def bench_session(request):
     command = list(request.config.invocation_params.args)
     if settings.resume is not None:  # the earlier run's folder and run.json, with this command added
         folder = RunFolder.existing(settings.resume, settings.resume.name)
-        meta = json.loads((folder.path / "run.json").read_text()) if (folder.path / "run.json").is_file() else {}
+        meta = read_run_meta(folder.path)
         meta.setdefault("resumed", []).append({"command": command, "commit": git_commit(), "stack": stack_info()})
     else:
         folder = RunFolder(settings.results_dir)

@@ -5,26 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from diffbench.isolated_case import RoundsBenchmark
 from diffbench.records import RunFolder
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings
 
 
-class RecordingBenchmark:
-    """Does what pytest-benchmark's fixture does for the runner: calls the target `rounds` times."""
+class RecordingBenchmark(RoundsBenchmark):
+    """The isolated child's stand-in for pytest-benchmark's fixture, also keeping the rounds an
+    isolated case hands over."""
 
     def __init__(self) -> None:
-        self.extra_info: dict[str, Any] = {}
-        self.group: str | None = None
-        self.calls = 0
+        super().__init__()
         self.replayed: list[float] | None = None
-
-    def pedantic(self, target, args=(), kwargs=None, rounds=1, iterations=1, warmup_rounds=0):
-        result = None
-        for _ in range(warmup_rounds + rounds * iterations):
-            result = target(*args, **(kwargs or {}))
-            self.calls += 1
-        return result
 
     def replay_rounds(self, seconds: list[float]) -> None:
         """What an isolated case hands pytest-benchmark: the round times measured in its child."""

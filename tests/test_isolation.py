@@ -95,3 +95,12 @@ def test_an_isolated_case_is_timed_in_the_child_and_checked_against_eager(tmp_pa
     assert isolated["ssim"] == 1.0 and isolated["speedup"] == pytest.approx(eager["e2e_s"] / isolated["e2e_s"])
     saved = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(session.run_folder.path / isolated["image"]))
     assert saved.shape == (128, 128, 3)
+
+
+def test_an_error_raised_in_the_child_is_recorded_like_in_process_with_its_explanation(tmp_path):
+    session = make_session(tmp_path, tasks="t2i", backends="eager,test-raises-in-child", steps=2, prompts=1)
+    outcomes, records = run_outcomes(session)
+    assert outcomes == {"eager": "ok", "test-raises-in-child": "CaseFailure"}
+    assert records["test-raises-in-child"]["message"] == (
+        "the wheel lacks nexfort.inductor.codegen. RuntimeError: backend='nexfort' raised: "
+        "No module named 'nexfort.inductor.codegen'")

@@ -69,4 +69,8 @@ def test_resume_needs_a_readable_run_folder(tmp_path):
         check_resume_folder(str(tmp_path))
     (tmp_path / "results.jsonl").write_text('{"case": "a", "status": "failed"}\n{"case": "a", "status": "ok"}\n{"ca')
     assert check_resume_folder(str(tmp_path / "results.jsonl")) == tmp_path  # a torn last line is a kill
+    (tmp_path / "run.json").write_text('{"run_id": ')
+    with pytest.raises(OptionError, match="run.json is not valid JSON"):
+        check_resume_folder(str(tmp_path))
+    (tmp_path / "run.json").unlink()
     assert finished_cases(tmp_path) == {"a"}

@@ -49,13 +49,19 @@ def _read_json(path: Path) -> Any:
         raise HistoryError(f"{path} cannot be read: {error}") from None
 
 
+def read_run_meta(folder: Path) -> dict[str, Any]:
+    """A run folder's run.json ({} for a run without one); HistoryError if it cannot be read."""
+    path = Path(folder) / "run.json"
+    return _read_json(path) if path.is_file() else {}
+
+
 def _from_folder(folder: Path) -> Run:
     results = folder / "results.jsonl"
     try:
         records = read_results(results)
     except json.JSONDecodeError as error:
         raise HistoryError(f"{results} has a corrupt line: {error}") from None
-    meta = _read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
+    meta = read_run_meta(folder)
     by_case = {record["case"]: record for record in records if "case" in record}
     recorded_id = next((r["run_id"] for r in by_case.values() if r.get("run_id")), None)
     return Run(source=folder, run_id=meta.get("run_id") or recorded_id or folder.name, records=by_case,

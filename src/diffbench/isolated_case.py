@@ -44,10 +44,7 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
     """The child's side: run the case, never raise for the case's own failures (they are outcomes)."""
     import importlib
 
-    import torch
-
     from diffbench.catalog import MODELS
-    from diffbench.errors import QualityError, UnavailableError
     from diffbench.records import RunFolder
     from diffbench.runner import BenchSession, Reference
 
@@ -59,14 +56,9 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
     record = session._new_record(case, spec)
     try:
         session._measure(case, spec, record, RoundsBenchmark())
-    except UnavailableError as error:
-        record.update(status="skipped", message=str(error))
-    except torch.cuda.OutOfMemoryError as error:
-        record.update(status="oom", message=str(error).splitlines()[0] if str(error) else "out of memory")
-    except QualityError:
-        pass  # the record already says which floor was missed
-    except Exception as error:
-        record.update(status="failed", message=f"{type(error).__name__}: {error}")
+    except Exception as error:  # every outcome goes back to the parent in the record
+        if record["status"] == "running":  # a QualityError has already recorded its floor
+            record.update(session.outcome(case, error))
     reference = session.references.get(case.reference_key)
     return {
         "record": record,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -13,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.errors import DiffbenchError
-from diffbench.history import HistoryError, Run, load_run, stack_differences, stack_key
-from diffbench.records import json_safe, write_text_atomically
+from diffbench.history import HistoryError, Run, load_run, read_run_meta, stack_differences, stack_key
+from diffbench.records import atomic_path, json_safe, write_text_atomically
 
 PART_KEYS = ("run_id", "started", "commit", "command", "settings")  # what run.json keeps of each part
 
@@ -34,24 +33,13 @@ class Merged:
 
 
 def _read_meta(run: Run) -> dict[str, Any]:
-    meta_path = run.folder / "run.json" if run.folder else None
-    if meta_path is None or not meta_path.is_file():
-        return {}
-    try:
-        return json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise HistoryError(f"{meta_path} cannot be read: {error}") from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    write_text_atomically(path, text)
+    return read_run_meta(run.folder) if run.folder else {}
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    with atomic_path(target) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def _check_output(out: Path, runs: list[Run]) -> None:
@@ -125,10 +113,10 @@ def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False) ->
         _copy_image(record, run, out)
     command = ["diffbench", "merge", *map(str, specs), "--out", str(out)] + ["--prefer-last"] * prefer_last
     meta = _run_meta(runs, metas, chosen, out, command)
-    _write_atomically(out / "run.json", json.dumps(json_safe(meta), indent=2) + "\n")
+    write_text_atomically(out / "run.json", json.dumps(json_safe(meta), indent=2) + "\n")
     records = [record for record, _ in chosen.values()]
     lines = "".join(json.dumps(json_safe(record), allow_nan=False) + "\n" for record in records)
-    _write_atomically(out / "results.jsonl", lines)  # last: a folder with results.jsonl is complete
+    write_text_atomically(out / "results.jsonl", lines)  # last: a folder with results.jsonl is complete
     return Merged(out, records, replaced, meta["stack_differences"])
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 from diffbench.case import Case
 from diffbench.errors import OptionError
+from diffbench.history import HistoryError, read_run_meta
 from diffbench.records import read_results
 
 FINISHED = ("ok", "skipped")
@@ -32,6 +33,10 @@ def check_resume_folder(value: str | None) -> Path | None:
         read_results(results)
     except ValueError as error:
         raise OptionError(f"--resume {value!r}: {results} is corrupt ({error})") from None
+    try:
+        read_run_meta(folder)  # the resumed run adds its command to it
+    except HistoryError as error:
+        raise OptionError(f"--resume {value!r}: {error}") from None
     return folder
 
 

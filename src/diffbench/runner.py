@@ -117,18 +117,15 @@ class BenchSession:
             else:
                 self._measure(case, spec, record, benchmark)
         except UnavailableError as error:
-            record.update(status="skipped", message=str(error))
+            record.update(self.outcome(case, error))
             pytest.skip(str(error))
         except torch.cuda.OutOfMemoryError as error:
             # A result, as the seeds' "OOM" rows: recorded, and not re-raised from here, so the
             # traceback (which holds the case's tensors) is gone before the memory is released below.
-            record.update(status="oom", message=str(error).splitlines()[0] if str(error) else "out of memory")
+            record.update(self.outcome(case, error))
         except Exception as error:
-            if record["status"] == "running":
-                explanation = self.backends[case.backend].explain(str(error))
-                # The explanation first: compilers' own messages can run to pages.
-                record.update(status="failed", message=(f"{explanation} " if explanation else "")
-                              + f"{type(error).__name__}: {error}")
+            if record["status"] == "running":  # a QualityError has already recorded its floor
+                record.update(self.outcome(case, error))
             raise
         finally:
             if record["status"] == "running":
@@ -138,6 +135,18 @@ class BenchSession:
             pytest.fail(f"{case.id}: out of memory ({record['message']}); memory released, the run goes on",
                         pytrace=False)
         return record
+
+    def outcome(self, case: Case, error: Exception) -> dict[str, str]:
+        """The status and message an exception ends `case` with, here or in an isolated child: a
+        skip, an out-of-memory result, or a failure led by the backend's explanation of it."""
+        if isinstance(error, UnavailableError):
+            return {"status": "skipped", "message": str(error)}
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return {"status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
+        explanation = self.backends[case.backend].explain(str(error))
+        # The explanation first: compilers' own messages can run to pages.
+        return {"status": "failed",
+                "message": (f"{explanation} " if explanation else "") + f"{type(error).__name__}: {error}"}
 
     def _measure_isolated(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
         """Measure `case` in a child process; its death, hang or error becomes this record's failure."""
@@ -204,27 +213,26 @@ class BenchSession:
         record["load_s"] = loaded.load_s
         base = self.cache.task_pipeline(loaded, spec, case.task)
         backend = self.backends[case.backend]
+        pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
         if case.backend != "eager" and case.reference_key not in self.references:
-            self._make_reference(case, spec, base)  # before apply: the backend may park cached modules
+            self._make_reference(case, spec, base, pairs)  # before apply: it may park cached modules
         pipe = backend.apply(shallow_copy(base))
         try:
-            self._run_pipeline(case, spec, pipe, record, benchmark)
+            self._run_pipeline(case, spec, pipe, pairs, record, benchmark)
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
 
-    def _make_reference(self, case: Case, spec: ModelSpec, base: Any) -> None:
+    def _make_reference(self, case: Case, spec: ModelSpec, base: Any, pairs: list[tuple[str, int]]) -> None:
         """Eager's images when eager was not selected in this run: made untimed, for the quality gate."""
         logger.info("%s: eager reference images (eager not selected, so not timed)", case.id)
-        pairs = prompt_seed_pairs(case.task, self.settings.prompts, self.settings.seed, self.settings.prompt)
         eager_call = self._caller(shallow_copy(base), spec, case)
         self.references[case.reference_key] = Reference([img for p in pairs for img in _images(eager_call(*p))])
 
-    def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, record: dict[str, Any],
-                      benchmark: Any) -> None:
+    def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, pairs: list[tuple[str, int]],
+                      record: dict[str, Any], benchmark: Any) -> None:
         """Warm up, time the rounds, save the image and check quality against eager."""
         settings = self.settings
-        pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
         call = self._caller(pipe, spec, case)
         rounds = Rounds()
         warmups = []
@@ -245,7 +253,7 @@ class BenchSession:
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
-        quality = self._quality(case, pairs, outputs, rounds, record)
+        quality = self._quality(case, outputs, rounds, record)
         record.update(quality.summary(), quality_floor=str(settings.quality_floor(case.backend)),
                       quality_images=len(outputs))
         if not quality.passed:
@@ -276,7 +284,7 @@ class BenchSession:
             "host_rss_gib": host_rss_gib(),
         }
 
-    def _quality(self, case: Case, pairs: list[tuple[str, int]], outputs: list[np.ndarray], rounds: Rounds,
+    def _quality(self, case: Case, outputs: list[np.ndarray], rounds: Rounds,
                  record: dict[str, Any]) -> QualityResult:
         floor = self.settings.quality_floor(case.backend)
         if case.backend == "eager":

@@ -51,3 +51,16 @@ class IsolatedEagerBackend(_Isolated):
     """Eager, but always in a child: its timings and images must come back intact."""
 
     name = "test-isolated-eager"
+
+
+@register
+class RaisesInChildBackend(_Isolated):
+    """Raises in the child: the child records the failure, with the explanation, and returns normally."""
+
+    name = "test-raises-in-child"
+
+    def apply(self, pipe):
+        raise RuntimeError("backend='nexfort' raised: No module named 'nexfort.inductor.codegen'")
+
+    def explain(self, message):
+        return "the wheel lacks nexfort.inductor.codegen." if "codegen" in message else None
