@@ -62,3 +62,29 @@ def test_single_file_checkpoint_loads_through_the_weights_path(tmp_path, tiny_sd
     assert type(loaded).__name__ == "StableDiffusionXLPipeline"
     assert_same_weights(tiny_sdxl, loaded)
     assert (tmp_path / "cache" / "diffbench" / "configs" / "tiny-sdxl" / "model_index.json").is_file()
+
+
+def test_lightning_card_settings_run_dpm_sde_karras_deterministically(tmp_path):
+    """realvisxl-lightning-5step: the card's scheduler (DPM++ SDE Karras: 2 UNet calls per step but the
+    first), CFG 1.5, and the same image for the same seed although the SDE draws Brownian noise."""
+    session = make_session(tmp_path, models="realvisxl-lightning-5step", tasks="t2i", resolutions="64",
+                           device="cpu", weights="tiny", steps=None)
+    record = session.run(expand_matrix(session.settings)[0], RecordingBenchmark())
+    assert record["status"] == "ok", record.get("message")
+    assert record["steps"] == 5 and record["loop_iterations"] == 9
+    assert record["deterministic"] is True
+    scheduler = session.cache._loaded.pipe.scheduler
+    assert type(scheduler).__name__ == "DPMSolverSDEScheduler" and scheduler.config.use_karras_sigmas
+
+
+def test_missing_torchsde_is_a_skip_reason(monkeypatch):
+    import importlib.util
+
+    from diffbench.errors import UnavailableError
+    from diffbench.weights import make_scheduler
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchsde" else real_find_spec(name, *a))
+    pipe = build_random_pipeline("tiny-sdxl", torch.float32, "cpu")
+    with pytest.raises(UnavailableError, match="pip install torchsde"):
+        make_scheduler(MODELS["realvisxl-lightning-5step"], pipe.scheduler.config)

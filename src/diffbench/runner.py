@@ -44,6 +44,7 @@ class Rounds:
 
     seconds: list[float] = field(default_factory=list)
     its: list[float] = field(default_factory=list)
+    loop_iterations: int | None = None  # step-end callbacks in one call
     first_images: np.ndarray | None = None  # of the first call (warmup or round 1), for determinism
     last_images: np.ndarray | None = None
 
@@ -201,6 +202,7 @@ class BenchSession:
 
         def call(prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray:
             generator = torch.Generator("cpu").manual_seed(seed)
+            torch.manual_seed(seed)  # for schedulers that draw from the global RNG (DPM++ SDE's Brownian tree)
             extra = {"callback_on_step_end": callback} if callback else {}
             return pipe(prompt=prompt, generator=generator, **fixed, **extra).images
 
@@ -268,6 +270,7 @@ class BenchSession:
         its = timer.iterations_per_second()
         if its is not None:
             rounds.its.append(its)
+        rounds.loop_iterations = len(timer.marks)
         if rounds.first_images is None:
             rounds.first_images = images
         rounds.last_images = images
@@ -280,6 +283,9 @@ class BenchSession:
             "e2e_stdev_s": statistics.stdev(seconds) if len(seconds) > 1 else 0.0,
             "e2e_iqr_s": quartiles[2] - quartiles[0], "e2e_rounds_s": seconds,
             "its": statistics.median(rounds.its) if rounds.its else None, "its_rounds": rounds.its,
+            # denoising-loop iterations per call, which it/s counts: steps x strength for img2img,
+            # about twice the steps for a second-order scheduler (DPM++ SDE)
+            "loop_iterations": rounds.loop_iterations,
             "peak_mem_gib": peak_memory_gib(self.device), "peak_reserved_gib": peak_reserved_gib(self.device),
             "host_rss_gib": host_rss_gib(),
         }

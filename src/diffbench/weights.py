@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import os
@@ -90,6 +91,16 @@ def load_pipeline(spec: ModelSpec, weights: str, torch_dtype: torch.dtype, devic
     else:
         pipe = load_local(spec, Path(weights), torch_dtype, variant).to(device)
     if spec.scheduler:
-        pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
+        pipe.scheduler = make_scheduler(spec, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def make_scheduler(spec: ModelSpec, base_config: Any) -> Any:
+    """The catalog's scheduler for spec, from the pipeline's scheduler config plus spec's overrides; a
+    scheduler whose package is missing (DPMSolverSDEScheduler needs torchsde) is an UnavailableError."""
+    cls = getattr(diffusers, spec.scheduler)
+    if spec.scheduler == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
+        raise UnavailableError(f"{spec.name} uses {spec.scheduler}, which needs the torchsde package: "
+                               "pip install torchsde (or the 'sde' extra: pip install -e '.[sde]')")
+    return cls.from_config(base_config, **spec.scheduler_config)
