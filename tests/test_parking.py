@@ -8,18 +8,23 @@ from diffbench.backends.base import own, park, unpark
 
 
 class FakeModule:
-    """Records where it is moved; its parameter reports the device it is on."""
+    """Records where it is moved; like torch's, its one parameter object is moved in place (`to`
+    swaps the parameter's data), so a device read from it after a move is the new one."""
 
     def __init__(self, device="cuda:0", moves=None):
-        self.device = torch.device(device)
+        self.parameter = types.SimpleNamespace(device=torch.device(device))
         self.moves = moves if moves is not None else []
 
+    @property
+    def device(self):
+        return self.parameter.device
+
     def parameters(self):
-        return iter([types.SimpleNamespace(device=self.device)])
+        return iter([self.parameter])
 
     def to(self, device):
         self.moves.append(str(device))
-        self.device = torch.device(device)
+        self.parameter.device = torch.device(device)
         return self
 
     def __deepcopy__(self, memo):

@@ -177,9 +177,10 @@ def park(pipe: Any, module: Any) -> Any:
     parameter = next(module.parameters(), None) if hasattr(module, "parameters") else None
     if parameter is None or parameter.device.type == "cpu":
         return None
-    pipe.__dict__.setdefault("_diffbench_parked", []).append((module, parameter.device))
+    device = parameter.device  # read before the move: `to` swaps the parameter's data in place
+    pipe.__dict__.setdefault("_diffbench_parked", []).append((module, device))
     module.to("cpu")
-    return parameter.device
+    return device
 
 
 def unpark(pipe: Any) -> None:
