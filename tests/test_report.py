@@ -193,3 +193,16 @@ def test_files_are_replaced_whole_or_not_at_all(tmp_path):
     assert target.read_text() == "old report" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
     write_text_atomically(target, "new report")
     assert target.read_text() == "new report"
+
+
+def test_image_path_finds_the_jpeg_copy_of_a_committed_run(tmp_path):
+    from diffbench.history import Run
+
+    (tmp_path / "images").mkdir()
+    run = Run(tmp_path / "results.jsonl", "r1", {"a": {"case": "a", "image": "images/a.png"},
+                                                 "b": {"case": "b", "image": "images/b.png"}}, folder=tmp_path)
+    (tmp_path / "images" / "a.jpg").write_bytes(b"jpeg")
+    assert run.image_path("a") == tmp_path / "images" / "a.jpg"
+    assert run.image_path("b") is None  # neither file: the grid says so
+    (tmp_path / "images" / "a.png").write_bytes(b"png")
+    assert run.image_path("a") == tmp_path / "images" / "a.png"  # the original wins

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from diffbench.backends.base import Backend, QualityFloor, register
-from diffbench.errors import QualityError
+from diffbench.errors import CaseFailure, QualityError
 from diffbench.quality import assess
 from diffbench.records import RECORD_KEYS, read_results
 from diffbench.settings import expand_matrix
@@ -231,8 +231,40 @@ class ExplainedFailureBackend(Backend):
 def test_a_known_failure_is_recorded_with_the_backends_explanation_first(tmp_path):
     session = make_session(tmp_path, backends="test-explained", tasks="t2i", resolutions="64", steps=2, prompts=1)
     (case,) = expand_matrix(session.settings)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CaseFailure, match="tiny-sdxl-t2i-64-test-explained: the wheel lacks"):
         session.run(case, RecordingBenchmark())
     (record,) = read_results(session.run_folder.results)
     assert record["status"] == "failed"
     assert record["message"].startswith("the wheel lacks nexfort.inductor.codegen: use mode jit. RuntimeError: ")
+
+
+@register
+class FailingAfterCopyBackend(Backend):
+    """Fails in apply after taking a private UNet copy, which the raised failure must not keep alive."""
+
+    name = "test-fails-after-copy"
+    copies: list = []
+
+    def apply(self, pipe):
+        import weakref
+
+        from diffbench.backends.base import own
+
+        self.copies.append(weakref.ref(own(pipe, "unet")))
+        raise RuntimeError("compiler crashed")
+
+
+def test_a_failure_does_not_hold_the_cases_memory(tmp_path, caplog):
+    """pytest keeps the last failure (sys.last_traceback): its traceback must not hold the pipeline."""
+    import gc
+
+    session = make_session(tmp_path, backends="test-fails-after-copy", tasks="t2i", resolutions="64", steps=2,
+                           prompts=1)
+    (case,) = expand_matrix(session.settings)
+    with pytest.raises(CaseFailure, match="RuntimeError: compiler crashed") as raised:
+        session.run(case, RecordingBenchmark())
+    failure = raised.value  # held, as pytest holds it
+    gc.collect()
+    assert FailingAfterCopyBackend.copies[-1]() is None
+    assert failure.__context__ is None and failure.__cause__ is None
+    assert "compiler crashed" in caplog.text and "Traceback" in caplog.text  # the full traceback is logged

@@ -37,7 +37,10 @@ class Run:
         if self.folder is None or not record.get("image"):
             return None
         path = self.folder / record["image"]
-        return path if path.is_file() else None
+        for candidate in (path, path.with_suffix(".jpg")):  # committed GPU runs keep JPEG copies (size)
+            if candidate.is_file():
+                return candidate
+        return None
 
 
 def _read_json(path: Path) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -109,6 +110,7 @@ class BenchSession:
         """Run `case` under pytest-benchmark; the record is written whatever the outcome."""
         spec = MODELS[case.model]
         record = self._new_record(case, spec)
+        failure: Exception | None = None
         try:
             reason = self.skip_reason(case, spec)
             if reason:
@@ -127,11 +129,17 @@ class BenchSession:
         except Exception as error:
             if record["status"] == "running":  # a QualityError has already recorded its floor
                 record.update(self.outcome(case, error))
-            raise
+            # Raised again below without its traceback, whose frames hold the case's pipeline: pytest
+            # keeps the last failure (sys.last_traceback), which would keep that memory allocated.
+            logger.error("%s failed:\n%s", case.id, "".join(traceback.format_exception(error)))
+            failure = (QualityError(str(error)) if isinstance(error, QualityError)
+                       else CaseFailure(f"{case.id}: {record['message']}"))
         finally:
             if record["status"] == "running":
                 record["status"] = "interrupted"
             self._finish_case(case, record, benchmark)
+        if failure is not None:
+            raise failure
         if record["status"] == "oom":
             pytest.fail(f"{case.id}: out of memory ({record['message']}); memory released, the run goes on",
                         pytrace=False)
