@@ -20,7 +20,8 @@ def test_default_matrix_covers_every_model_task_resolution_and_backend():
     assert "tiny-sd3-t2i-128-eager" in cases
     assert not any(case.startswith("ip2p-t2i") for case in cases)  # ip2p has no t2i pipeline
     assert not any(case.startswith("sd35-large-i2i") for case in cases)
-    assert len(cases) == len(set(cases)) == 38
+    assert "realvisxl-lightning-5step-t2i-512-compile" in cases
+    assert len(cases) == len(set(cases)) == 46
 
 
 def test_cases_of_one_reference_are_adjacent_and_eager_comes_first():

@@ -15,6 +15,7 @@ import torch
 from diffbench.backends.base import Backend, get_backend_class, unpark
 from diffbench.case import Case
 from diffbench.catalog import MODELS, ModelSpec
+from diffbench.compile_watch import CompileActivity, CompileWatch
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.isolated_case import CaseRequest, replay_rounds
 from diffbench.isolation import call_in_child
@@ -48,6 +49,16 @@ class Rounds:
     loop_iterations: int | None = None  # step-end callbacks in one call
     first_images: np.ndarray | None = None  # of the first call (warmup or round 1), for determinism
     last_images: np.ndarray | None = None
+
+
+def _warn_about_compiles_in_timed_rounds(case: Case, activity: CompileActivity) -> None:
+    """A compile inside the timed rounds, or torch giving up compiling, changes what the E2E figure means."""
+    if activity.graphs:
+        logger.warning("%s: %d graph(s) compiled during the timed rounds: the E2E times include compilation "
+                       "(a recompile after warmup)", case.id, activity.graphs)
+    for message in activity.limit_messages:
+        logger.warning("%s: %s: from here torch runs that function eagerly, so this case no longer measures "
+                       "the compiled code", case.id, message)
 
 
 def _images(batch: np.ndarray) -> list[np.ndarray]:
@@ -248,18 +259,22 @@ class BenchSession:
         warmups = []
         logger.info("%s: %d warmup call(s)%s", case.id, settings.warmups,
                     " (this is where it compiles)" if case.backend != "eager" else "")
-        for _ in range(settings.warmups):
-            seconds, images = timed(self.device, call, *pairs[0])
-            warmups.append(seconds)
-            rounds.first_images = images if rounds.first_images is None else rounds.first_images
+        with CompileWatch() as warmup_watch:
+            for _ in range(settings.warmups):
+                seconds, images = timed(self.device, call, *pairs[0])
+                warmups.append(seconds)
+                rounds.first_images = images if rounds.first_images is None else rounds.first_images
         record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0])
+        record.update(warmup_watch.activity.as_record("warmup"))
         logger.info("%s: warmup %s s; timing %d rounds", case.id,
                     ", ".join(f"{w:.2f}" for w in warmups) or "-", settings.rounds)
         reset_peak_memory(self.device)
         benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
-        benchmark.pedantic(self._one_round, args=(call, pairs[0], rounds), rounds=settings.rounds,
-                           iterations=1, warmup_rounds=0)
-        record.update(self._timing_summary(rounds))
+        with CompileWatch() as timed_watch:
+            benchmark.pedantic(self._one_round, args=(call, pairs[0], rounds), rounds=settings.rounds,
+                               iterations=1, warmup_rounds=0)
+        record.update(self._timing_summary(rounds), **timed_watch.activity.as_record("timed"))
+        _warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]

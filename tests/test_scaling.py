@@ -1,0 +1,67 @@
+"""The steps fit and FLOP counting, against numbers worked out by hand."""
+
+import pytest
+import torch
+
+from diffbench.errors import OptionError
+from diffbench.flops import count_pipeline_flops, measured_matmul_tflops
+from diffbench.scaling import fit_steps
+
+
+def test_a_synthetic_linear_timing_recovers_its_slope_and_intercept():
+    steps = [1, 2, 4, 8, 16, 32]
+    fit = fit_steps(steps, [0.045 * s + 0.31 for s in steps])
+    assert fit.per_step_s == pytest.approx(0.045) and fit.fixed_s == pytest.approx(0.31)
+    assert fit.r_squared == pytest.approx(1.0) and fit.steps_per_s == pytest.approx(1 / 0.045)
+
+
+def test_noise_lowers_r_squared_but_the_fit_stays_close():
+    steps = [1, 2, 4, 8, 16, 32]
+    noise = [0.02, -0.015, 0.01, -0.02, 0.015, -0.01]
+    fit = fit_steps(steps, [0.05 * s + 0.2 + n for s, n in zip(steps, noise)])
+    assert abs(fit.per_step_s - 0.05) < 0.002 and abs(fit.fixed_s - 0.2) < 0.03
+    assert 0.99 < fit.r_squared < 1.0
+
+
+@pytest.mark.parametrize("steps, seconds", [([4, 4, 4], [1.0, 1.1, 0.9]), ([1, 2], [1.0])])
+def test_a_fit_needs_two_step_counts_and_one_time_each(steps, seconds):
+    with pytest.raises(OptionError, match="steps fit needs"):
+        fit_steps(steps, seconds)
+
+
+class TinyVae:
+    def __init__(self):
+        self.weight = torch.randn(32, 64)
+
+    def decode(self, latents):
+        return latents @ self.weight  # (4 x 32) @ (32 x 64): 2*4*32*64 FLOPs
+
+
+def test_flops_of_denoiser_calls_and_the_vae_decode_match_hand_counts():
+    denoiser = torch.nn.Linear(16, 32, bias=False)  # (4 x 16) @ (16 x 32): 2*4*16*32 = 4096 FLOPs a call
+    vae = TinyVae()
+    text_encoder = torch.randn(16, 16)
+
+    def call():
+        hidden = torch.randn(4, 16) @ text_encoder  # 2*4*16*16 = 2048, neither denoiser nor VAE
+        for _ in range(3):
+            latents = denoiser(hidden)
+        return vae.decode(latents)
+
+    flops = count_pipeline_flops(denoiser, vae, call)
+    assert flops.denoiser_calls == 3 and flops.denoiser_per_call == 4096 and flops.denoiser == 3 * 4096
+    assert flops.vae_decode == 2 * 4 * 32 * 64
+    assert flops.total == 3 * 4096 + 2 * 4 * 32 * 64 + 2048
+    assert "decode" not in vae.__dict__ and not denoiser._forward_hooks and not denoiser._forward_pre_hooks
+
+
+def test_an_instance_decode_set_by_a_backend_is_put_back():
+    vae = TinyVae()
+    replaced = vae.decode
+    vae.decode = replaced  # as the compile backend sets a compiled decode on its private VAE
+    count_pipeline_flops(torch.nn.Identity(), vae, lambda: vae.decode(torch.randn(4, 32)))
+    assert vae.__dict__["decode"] is replaced
+
+
+def test_the_matmul_ceiling_is_a_positive_rate():
+    assert measured_matmul_tflops("cpu", torch.float32, size=128, repeats=2) > 0
