@@ -206,3 +206,11 @@ def test_image_path_finds_the_jpeg_copy_of_a_committed_run(tmp_path):
     assert run.image_path("b") is None  # neither file: the grid says so
     (tmp_path / "images" / "a.png").write_bytes(b"png")
     assert run.image_path("a") == tmp_path / "images" / "a.png"  # the original wins
+
+
+def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
+    from diffbench.report import roofline_text
+
+    assert roofline_text({"denoiser_tflops": 281.4, "mfu": 0.386}) == "281 (39%)"
+    assert roofline_text({"denoiser_tflops": 8.0, "mfu": None}) == "8 (-)"
+    assert roofline_text({}) == "-"

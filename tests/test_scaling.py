@@ -65,3 +65,36 @@ def test_an_instance_decode_set_by_a_backend_is_put_back():
 
 def test_the_matmul_ceiling_is_a_positive_rate():
     assert measured_matmul_tflops("cpu", torch.float32, size=128, repeats=2) > 0
+
+
+def test_roofline_records_the_same_flops_for_eager_and_compile_and_fewer_for_deepcache(tmp_path):
+    """--roofline: FLOPs counted once per group on eager (compile computes the same), a cache counts
+    what it runs; achieved TFLOP/s = FLOPs per denoiser call x it/s, over the measured matmul ceiling."""
+    from diffbench.settings import expand_matrix
+    from helpers import RecordingBenchmark, make_session
+
+    pytest.importorskip("DeepCache")
+    torch._dynamo.reset()
+    session = make_session(tmp_path, backends="eager,compile,deepcache", tasks="t2i", resolutions="64", steps=6,
+                           prompts=1, compiler_config='{"backend": "eager"}', roofline=True)
+    eager, compiled, cached = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
+    assert eager["tflop_per_denoiser_call"] > 0 and eager["denoiser_calls_counted"] == 6
+    assert compiled["tflop_per_denoiser_call"] == eager["tflop_per_denoiser_call"]
+    assert cached["tflop_per_denoiser_call"] < eager["tflop_per_denoiser_call"]  # shallow steps skip most of the UNet
+    for record in (eager, compiled, cached):
+        assert record["denoiser_tflops"] == pytest.approx(record["tflop_per_denoiser_call"] * record["its"])
+        assert record["mfu"] == pytest.approx(record["denoiser_tflops"] / record["ceiling_tflops"])
+        assert record["ceiling_dtype"] == "float32" and record["tflop_per_call"] > record["tflop_vae_decode"] > 0
+
+
+def test_no_utilisation_against_the_wrong_ceiling_for_fp8_or_int8_matmuls():
+    import types
+
+    from diffbench.flops import PipelineFlops
+    from diffbench.roofline import Roofline
+
+    flops = PipelineFlops(total=5e12, denoiser=4e12, denoiser_calls=10, vae_decode=0.5e12)
+    fields = Roofline("cpu").record(flops, types.SimpleNamespace(matmul_dtype="float8_e4m3fn"), torch.float16,
+                                    its=20.0, e2e_s=1.0)
+    assert fields["denoiser_tflops"] == pytest.approx(0.4 * 20) and fields["e2e_tflops"] == pytest.approx(5.0)
+    assert fields["mfu"] is None and "float8_e4m3fn" in fields["mfu_note"]

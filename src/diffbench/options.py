@@ -54,6 +54,10 @@ def add_options(parser: Any) -> None:
     group.addoption("--isolate", action="store_true", dest="diffbench_isolate",
                     help="run every case in its own child process, so a crash or hang becomes a recorded "
                          "failure and the run goes on (backends that can kill the interpreter always are)")
+    group.addoption("--roofline", action="store_true", dest="diffbench_roofline",
+                    help="count each case group's FLOPs once (torch's FlopCounterMode, one extra eager call), "
+                         "measure this device's matmul rate per dtype once, and record achieved TFLOP/s and "
+                         "the utilisation (mfu) of every case")
     group.addoption("--case-timeout", type=float, dest="diffbench_case_timeout", default=None,
                     help="seconds an isolated case may take before its child is killed and the case "
                          "recorded as failed (default 1800)")
@@ -66,6 +70,6 @@ def add_options(parser: Any) -> None:
 
 def raw_values(config: Any) -> dict[str, Any]:
     values = {dest(flag): config.getoption(f"diffbench_{dest(flag)}") for flag, _, _ in OPTIONS}
-    for name in ("backend_config", "isolate", "case_timeout"):
+    for name in ("backend_config", "isolate", "case_timeout", "roofline"):
         values[name] = config.getoption(f"diffbench_{name}")
     return values

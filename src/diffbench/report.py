@@ -80,19 +80,29 @@ def group_settings(entries: list[Entry]) -> str:
 def group_table(entries: list[Entry], several_runs: bool, with_cached_warmup: bool) -> Table:
     header = ["backend"] + (["run"] if several_runs else []) + ["warmup s"]
     header += (["warmup, warm cache s"] if with_cached_warmup else [])
-    header += ["E2E s median (min-max)", "it/s", "peak mem GiB", "SSIM min", "PSNR min dB", "speedup vs eager",
-               "status"]
+    with_roofline = any(entry.record.get("denoiser_tflops") is not None for entry in entries)
+    header += ["E2E s median (min-max)", "it/s"] + (["denoiser TFLOP/s (MFU)"] if with_roofline else [])
+    header += ["peak mem GiB", "SSIM min", "PSNR min dB", "speedup vs eager", "status"]
     table = Table(header)
     for entry in entries:
         record = entry.record
         row = [str(record.get("backend") or "?")] + ([entry.run_label] if several_runs else [])
         row.append(number(record.get("warmup_s")))
         row += [number(record.get("warmup_cached_s"))] if with_cached_warmup else []
-        row += [e2e_text(record), number(record.get("its")), number(record.get("peak_mem_gib")),
+        row += [e2e_text(record), number(record.get("its"))] + ([roofline_text(record)] if with_roofline else [])
+        row += [number(record.get("peak_mem_gib")),
                 number(record.get("ssim"), 4), number(record.get("psnr"), 1), number(record.get("speedup")),
                 status_text(record)]
         table.rows.append(row)
     return table
+
+
+def roofline_text(record: dict) -> str:
+    """`281 (38%)`: achieved denoiser TFLOP/s and the share of the measured matmul ceiling."""
+    achieved, mfu = record.get("denoiser_tflops"), record.get("mfu")
+    if achieved is None:
+        return "-"
+    return f"{achieved:.3g} ({mfu:.0%})" if mfu is not None else f"{achieved:.3g} (-)"
 
 
 def stack_table(runs: list[Run], labels: list[str]) -> Table:

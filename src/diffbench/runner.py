@@ -17,6 +17,7 @@ from diffbench.case import Case
 from diffbench.catalog import MODELS, ModelSpec
 from diffbench.compile_watch import CompileActivity, CompileWatch
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
+from diffbench.flops import PipelineFlops
 from diffbench.isolated_case import CaseRequest, replay_rounds
 from diffbench.isolation import call_in_child
 from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
@@ -25,6 +26,7 @@ from diffbench.measure import (StepTimer, allocated_gib, host_rss_gib, peak_memo
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
+from diffbench.roofline import Roofline
 from diffbench.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class BenchSession:
         self.run_folder = run_folder
         self.cache = PipelineCache()
         self.references: dict[tuple, Reference] = {}
+        self.roofline = Roofline(self.device)
         self.backends: dict[str, Backend] = {
             name: get_backend_class(name)(settings.backend_options.get(name)) for name in settings.backends
         }
@@ -237,9 +240,16 @@ class BenchSession:
         pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
         if case.backend != "eager" and case.reference_key not in self.references:
             self._make_reference(case, spec, base, pairs)  # before apply: it may park cached modules
+        flops = None
+        if settings.roofline and not backend.skips_work:  # same FLOPs as eager: counted on eager, uncompiled
+            flops = self.roofline.count((case.reference_key, "eager"), shallow_copy(base),
+                                        lambda: self._caller(shallow_copy(base), spec, case)(*pairs[0]))
         pipe = backend.apply(shallow_copy(base))
+        if settings.roofline and backend.skips_work:  # a cache skips work: count what it runs
+            flops = self.roofline.count((case.reference_key, case.backend), pipe,
+                                        lambda: self._caller(pipe, spec, case)(*pairs[0]))
         try:
-            self._run_pipeline(case, spec, pipe, pairs, record, benchmark)
+            self._run_pipeline(case, spec, pipe, pairs, record, benchmark, flops)
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
@@ -251,7 +261,7 @@ class BenchSession:
         self.references[case.reference_key] = Reference([img for p in pairs for img in _images(eager_call(*p))])
 
     def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, pairs: list[tuple[str, int]],
-                      record: dict[str, Any], benchmark: Any) -> None:
+                      record: dict[str, Any], benchmark: Any, flops: PipelineFlops | None = None) -> None:
         """Warm up, time the rounds, save the image and check quality against eager."""
         settings = self.settings
         call = self._caller(pipe, spec, case)
@@ -275,6 +285,9 @@ class BenchSession:
                                iterations=1, warmup_rounds=0)
         record.update(self._timing_summary(rounds), **timed_watch.activity.as_record("timed"))
         _warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
+        if flops is not None:
+            dtype = self.settings.torch_dtype(spec, self.device)
+            record.update(self.roofline.record(flops, self.backends[case.backend], dtype, record["its"], record["e2e_s"]))
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]

@@ -49,6 +49,7 @@ class RunSettings:
     results_dir: Path = Path("reports/runs")
     isolate: bool = False
     case_timeout_s: float = 1800.0
+    roofline: bool = False
     resume: Path | None = None  # --resume: the run folder to go on with
     shard: Shard | None = None  # --shard: run only this share of the selected cases
 
@@ -219,7 +220,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         input_image=input_image,
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
-        isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0),
+        isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0), roofline=bool(raw.get("roofline")),
         shard=parse_shard(raw.get("shard")), resume=check_resume_folder(raw.get("resume")),
     )
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take

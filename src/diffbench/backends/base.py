@@ -48,6 +48,8 @@ class Backend:
     install_hint: ClassVar[str] = ""
     quality_floor: ClassVar[QualityFloor] = QualityFloor(ssim=0.99, psnr=35.0)
     lossy: ClassVar[bool] = False  # changes the numerics on purpose (quantization, caching)
+    skips_work: ClassVar[bool] = False  # runs fewer FLOPs than eager (caching): --roofline counts its own
+    matmul_dtype: ClassVar[str | None] = None  # the matmuls' dtype where it is not the pipeline's (fp8, int8)
     option_keys: ClassVar[frozenset[str]] = frozenset()
     default_options: ClassVar[dict[str, Any]] = {}  # a named variant is a subclass with other defaults
     # `--compiler-config` applies to every backend of this family (the seeds' flag for their compilers).

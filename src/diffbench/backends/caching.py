@@ -62,6 +62,7 @@ class DeepCacheBackend(Backend):
     requires = ("DeepCache",)
     install_hint = "pip install 'diffbench[deepcache]'"
     lossy = True
+    skips_work = True
     quality_floor = CACHING_FLOOR
     option_keys = frozenset({"cache_interval", "cache_layer_id", "cache_block_id"})
     default_options = {"cache_interval": 3, "cache_layer_id": 0, "cache_block_id": 0}  # the seeds' values
@@ -134,6 +135,7 @@ class DiffusersCacheBackend(Backend):
     """A diffusers cache hook applied to a private module tree of the denoiser; subclasses build the config."""
 
     lossy = True
+    skips_work = True
     quality_floor = CACHING_FLOOR
     config_class: ClassVar[str]  # the class name in diffusers.hooks
 

@@ -268,6 +268,7 @@ class NexfortFp8Backend(NexfortBackend):
     """The seeds' --quantize path: quantize_pipe(fp8_e4m3_e4m3_dynamic), then the nexfort compile."""
 
     name = "nexfort-fp8"
+    matmul_dtype = "float8_e4m3fn"
     summary = "nexfort with fp8 dynamic quantization (quantize_pipe) first; lossy; runs in a child process"
     lossy = True
     # fp8 weights and activations: visibly different pixels, same picture. A guess until a GPU run

@@ -133,6 +133,7 @@ class Int8Backend(TorchaoBackend):
     """int8 dynamic activations (per token) times int8 weights (per channel); runs on CPU and CUDA."""
 
     name = "int8"
+    matmul_dtype = "int8"
     summary = "torchao int8 dynamic-activation, int8-weight quantization of the denoiser's Linear layers"
 
     def quantization_config(self, component: str, module: torch.nn.Module) -> Any:
@@ -144,6 +145,7 @@ class Fp8Backend(TorchaoBackend):
     """float8 (e4m3) dynamic activations times float8 weights; needs a GPU with fp8 matmuls."""
 
     name = "fp8"
+    matmul_dtype = "float8_e4m3fn"
     summary = "torchao float8 dynamic-activation, float8-weight quantization (row-wise scales on bf16)"
     option_keys = TorchaoBackend.option_keys | {"granularity"}
     default_options = {**TorchaoBackend.default_options, "granularity": "auto"}
