@@ -33,6 +33,12 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
                            "(default reports/runs)"),
     ("--resume", str, "RUN_FOLDER: go on with an interrupted run in its folder: groups (model, task, size) whose "
                       "cases all finished are not run again, the others run whole"),
+    ("--steps-sweep", str, "comma-separated step counts: after each case's timing, time its pipeline at each "
+                           "count and fit time = per_step * steps + fixed, e.g. 1,2,4,8,16,32"),
+    ("--resolution-sweep", str, "comma-separated sizes: after each case's timing, run the same (compiled) "
+                                "pipeline at each and record time and recompiles, e.g. 1024,768,512,256,768x1344"),
+    ("--batch-sweep", str, "comma-separated batch sizes: images per second at each, in increasing order, "
+                           "until out of memory (recorded), e.g. 1,2,4,8,16"),
     ("--shard", str, "INDEX/COUNT: run only shard INDEX (from 0) of COUNT of the selected cases, split by "
                      "model, task and resolution, e.g. --shard 0/2 on GPU 0 and --shard 1/2 on GPU 1"),
 )

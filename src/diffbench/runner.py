@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from diffbench.backends.base import Backend, get_backend_class, unpark
-from diffbench.case import Case
+from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec
 from diffbench.compile_watch import CompileActivity, CompileWatch
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
@@ -28,6 +28,7 @@ from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline
 from diffbench.settings import RunSettings
+from diffbench.sweeps import batch_sweep, resolution_sweep, steps_plot, steps_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -211,16 +212,19 @@ class BenchSession:
             torch._dynamo.reset()  # drop compiled graphs (and the module copies they hold)
         release_memory()
 
-    def _caller(self, pipe: Any, spec: ModelSpec, case: Case) -> Callable[..., np.ndarray]:
-        """A function (prompt, seed, callback=None) -> images (B x H x W x C floats in [0, 1])."""
+    def _caller(self, pipe: Any, spec: ModelSpec, case: Case, steps: int | None = None,
+                resolution: Resolution | None = None, batch: int | None = None) -> Callable[..., np.ndarray]:
+        """A function (prompt, seed, callback=None) -> images (B x H x W x C floats in [0, 1]); steps,
+        resolution and batch default to the case's (the sweeps change one of them)."""
         settings = self.settings
+        size = resolution or case.resolution
         fixed: dict[str, Any] = dict(spec.call_kwargs.get(case.task, {}))
-        fixed.update(num_inference_steps=settings.steps_for(spec), num_images_per_prompt=settings.batch,
+        fixed.update(num_inference_steps=steps or settings.steps_for(spec), num_images_per_prompt=batch or settings.batch,
                      output_type="np")
         if case.task == "t2i":
-            fixed.update(height=case.resolution.height, width=case.resolution.width)
+            fixed.update(height=size.height, width=size.width)
         else:
-            fixed["image"] = load_input_image(settings.input_image or default_input_image(), case.resolution)
+            fixed["image"] = load_input_image(settings.input_image or default_input_image(), size)
 
         def call(prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray:
             generator = torch.Generator("cpu").manual_seed(seed)
@@ -298,6 +302,24 @@ class BenchSession:
             record.update(status="failed", message="quality gate: " + "; ".join(quality.failures))
             raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
         record["status"] = "ok"
+        self._sweeps(case, spec, pipe, pairs[0], record)
+
+    def _sweeps(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], record: dict[str, Any]) -> None:
+        """The requested sweeps of this case's prepared pipeline, recorded with the case (plot for steps)."""
+        settings = self.settings
+
+        def make_call(**change: Any) -> Callable[[], Any]:
+            call = self._caller(pipe, spec, case, **change)
+            return lambda: call(*pair)
+
+        if settings.steps_sweep:
+            record.update(steps_sweep(make_call, settings.steps_sweep, settings.rounds, self.device))
+            plot = steps_plot({**record, "case": case.id}, self.run_folder.path / "plots" / f"{case.id}-steps.png")
+            record["steps_plot"] = str(plot.relative_to(self.run_folder.path))
+        if settings.resolution_sweep:
+            record.update(resolution_sweep(make_call, settings.resolution_sweep, settings.rounds, self.device))
+        if settings.batch_sweep:
+            record.update(batch_sweep(make_call, settings.batch_sweep, settings.rounds, self.device))
 
     def _one_round(self, call: Callable, pair: tuple[str, int], rounds: Rounds) -> None:
         timer = StepTimer(self.device)

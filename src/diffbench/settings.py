@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class RunSettings:
     isolate: bool = False
     case_timeout_s: float = 1800.0
     roofline: bool = False
+    steps_sweep: tuple[int, ...] = ()
+    resolution_sweep: tuple[Resolution, ...] = ()
+    batch_sweep: tuple[int, ...] = ()
     resume: Path | None = None  # --resume: the run folder to go on with
     shard: Shard | None = None  # --shard: run only this share of the selected cases
 
@@ -222,9 +225,29 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
         isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0), roofline=bool(raw.get("roofline")),
         shard=parse_shard(raw.get("shard")), resume=check_resume_folder(raw.get("resume")),
+        steps_sweep=_positive_ints("--steps-sweep", raw.get("steps_sweep")),
+        resolution_sweep=tuple(Resolution.parse(r) for r in _split(raw.get("resolution_sweep"))),
+        batch_sweep=_positive_ints("--batch-sweep", raw.get("batch_sweep")),
     )
+    if settings.steps_sweep and len(set(settings.steps_sweep)) < 2:
+        raise OptionError(f"--steps-sweep needs at least two different step counts to fit a line, got {raw.get('steps_sweep')}")
+    for model in settings.models:  # a sweep size must suit every model selected, as --resolutions must
+        model_resolutions(replace(settings, resolutions=settings.resolution_sweep or None), MODELS[model])
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take
     return settings
+
+
+def _positive_ints(flag: str, text: str | None) -> tuple[int, ...]:
+    values = []
+    for item in _split(text):
+        try:
+            value = int(item)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise OptionError(f"{flag} takes comma-separated positive integers, e.g. 1,2,4,8; got {item!r}")
+        values.append(value)
+    return tuple(values)
 
 
 def _or(value: Any, default: Any) -> Any:

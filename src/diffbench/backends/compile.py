@@ -121,3 +121,12 @@ class CudaGraphsBackend(CompileBackend):
     name = "compile-cudagraphs"
     summary = "torch.compile mode reduce-overhead (CUDA graphs)"
     default_options = {"mode": "reduce-overhead"}
+
+
+@register
+class DynamicCompileBackend(CompileBackend):
+    """One graph for all sizes: against `compile`, shows what a new resolution costs a static compile."""
+
+    name = "compile-dynamic"
+    summary = "torch.compile with dynamic=True (symbolic sizes: no recompile per resolution)"
+    default_options = {"dynamic": True}

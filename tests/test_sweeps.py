@@ -1,0 +1,82 @@
+"""--steps-sweep, --resolution-sweep and --batch-sweep on tiny models, with what torch really does."""
+
+import pytest
+import torch
+
+from diffbench.backends.base import Backend, register
+from diffbench.errors import OptionError
+from diffbench.settings import build_settings, expand_matrix
+from helpers import RecordingBenchmark, make_session
+
+EAGER_DYNAMO = '{"backend": "eager"}'
+
+
+def test_steps_sweep_fits_a_line_through_the_medians_and_plots_it(tmp_path):
+    session = make_session(tmp_path, backends="eager", tasks="t2i", resolutions="64", steps=2, prompts=1,
+                           rounds=2, steps_sweep="1,3,6")
+    (record,) = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
+    assert [point["steps"] for point in record["steps_sweep"]] == [1, 3, 6]
+    assert all(len(point["e2e_rounds_s"]) == 2 for point in record["steps_sweep"])
+    assert record["per_step_s"] > 0 and record["fit_points"] == 3 and record["fit_r_squared"] <= 1.0
+    assert (session.run_folder.path / record["steps_plot"]).stat().st_size > 1000
+
+
+def test_resolution_sweep_counts_the_recompiles_of_a_static_and_a_dynamic_compile(tmp_path):
+    """What torch 2.13 does, from dynamo's counters per size: the default compile specializes on the first
+    size, then recompiles the UNet and the VAE decoder once with symbolic sizes and reuses them; with
+    dynamic=True the UNet never recompiles, but the VAE decoder still does once, on a size guard a
+    convolution sets (seen with TORCH_LOGS=recompiles)."""
+    torch._dynamo.reset()
+    session = make_session(tmp_path, backends="compile,compile-dynamic", tasks="t2i", resolutions="64", steps=2,
+                           prompts=1, rounds=1, compiler_config=EAGER_DYNAMO, resolution_sweep="64,96,128")
+    static, dynamic = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
+    assert [p["graphs_compiled"] for p in static["resolution_sweep"]] == [0, 2, 0]
+    assert [p["graphs_compiled"] for p in dynamic["resolution_sweep"]] == [0, 1, 0]
+    assert static["recompiles_in_sweep"] == dynamic["recompiles_in_sweep"] == 1
+    assert [p["resolution"] for p in static["resolution_sweep"]] == ["64", "96", "128"]
+    assert static["resolution_sweep"][1]["compile_s"] >= 0 and not static["recompile_limit_hit_in_sweep"]
+
+
+class OutOfMemoryAboveOneImage(torch.nn.Module):
+    """The UNet, except that more than one image (two latents with guidance) runs out of memory."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+        self.config, self.dtype, self.device = unet.config, unet.dtype, unet.device
+        self.add_embedding = getattr(unet, "add_embedding", None)
+
+    def forward(self, sample, *args, **kwargs):
+        if sample.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB (batch)")
+        return self.unet(sample, *args, **kwargs)
+
+
+@register
+class OutOfMemoryAboveOneImageBackend(Backend):
+    name = "test-oom-above-one-image"
+
+    def apply(self, pipe):
+        pipe.unet = OutOfMemoryAboveOneImage(pipe.unet)
+        return pipe
+
+
+def test_batch_sweep_stops_at_the_first_out_of_memory_and_records_it(tmp_path):
+    session = make_session(tmp_path, backends="eager,test-oom-above-one-image", tasks="t2i", resolutions="64",
+                           steps=2, prompts=1, rounds=1, batch_sweep="4,1,2")
+    eager, limited = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
+    assert [p["batch"] for p in eager["batch_sweep"]] == [1, 2, 4] and all(p["status"] == "ok" for p in eager["batch_sweep"])
+    assert eager["batch_sweep"][2]["images_per_s"] == pytest.approx(4 / eager["batch_sweep"][2]["e2e_s"])
+    assert [(p["batch"], p["status"]) for p in limited["batch_sweep"]] == [(1, "ok"), (2, "oom")]
+    assert limited["batch_sweep"][1]["message"].startswith("CUDA out of memory") and limited["status"] == "ok"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"steps_sweep": "4,4"}, "at least two different step counts"),
+    ({"steps_sweep": "1,two"}, "positive integers"),
+    ({"batch_sweep": "0,2"}, "positive integers"),
+    ({"models": "tiny-sd3", "resolution_sweep": "64,72"}, "does not divide by 16"),
+])
+def test_bad_sweep_values_are_usage_errors(raw, message):
+    with pytest.raises(OptionError, match=message):
+        build_settings(raw)
