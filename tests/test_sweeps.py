@@ -80,3 +80,28 @@ def test_batch_sweep_stops_at_the_first_out_of_memory_and_records_it(tmp_path):
 def test_bad_sweep_values_are_usage_errors(raw, message):
     with pytest.raises(OptionError, match=message):
         build_settings(raw)
+
+
+def test_the_report_shows_each_sweep_with_the_steps_plot(tmp_path):
+    from diffbench.report_sweeps import sweep_blocks
+    from diffbench.report_document import Figure, Table, to_markdown
+
+    record = {
+        "case": "sdxl-t2i-1024-compile", "per_step_s": 0.048, "fixed_s": 0.12, "fit_r_squared": 0.9991,
+        "fitted_steps_per_s": 20.8, "steps_sweep": [{"steps": s, "e2e_s": 0.048 * s + 0.12} for s in (1, 4, 16)],
+        "resolution_sweep": [
+            {"resolution": "1024", "first_call_s": 0.6, "graphs_compiled": 0, "recompiled": False, "compile_s": 0.0,
+             "e2e_s": 0.6, "recompile_limit_hits": 0},
+            {"resolution": "768x1344", "first_call_s": 41.0, "graphs_compiled": 2, "recompiled": True, "compile_s": 40.4,
+             "e2e_s": 0.6, "recompile_limit_hits": 1}],
+        "batch_sweep": [{"batch": 1, "status": "ok", "e2e_s": 0.6, "images_per_s": 1.67},
+                        {"batch": 8, "status": "oom", "message": "CUDA out of memory."}],
+    }
+    blocks = sweep_blocks("compile", record, tmp_path)
+    text = to_markdown(blocks)
+    assert "48.00 ms per step + 0.120 s fixed" in text and "R^2 0.9991" in text
+    assert "| 768x1344 | 41.00 | 2 | yes | 40.40 | 0.600 | HIT: runs eagerly |" in text
+    assert "| 8 | - | - | oom: CUDA out of memory. |" in text
+    figure = next(block for block in blocks if isinstance(block, Figure))
+    assert (tmp_path / figure.path).stat().st_size > 1000 and sum(isinstance(b, Table) for b in blocks) == 3
+    assert sweep_blocks("eager", {"case": "x"}, tmp_path) == []

@@ -12,6 +12,7 @@ from diffbench.records import write_text_atomically
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
+from diffbench.report_sweeps import sweep_blocks
 from diffbench.summary import e2e_text, number, status_text
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,9 @@ def group_section(key: GroupKey, entries: list[Entry], out_dir: Path, image_size
             text += (" A pytest-benchmark JSON run takes its images from its run folder under --results-dir;"
                      " none was found there.")
         blocks.append(Paragraph(text))
+    for entry in entries:
+        label = str(entry.record.get("backend")) + (f" ({entry.run_label})" if several_runs else "")
+        blocks += sweep_blocks(label, entry.record, out_dir)
     return blocks
 
 

@@ -1,0 +1,40 @@
+"""The report's sweep sections: steps fit (table and plot), resolution sweep (recompiles), batch sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
+from diffbench.summary import number
+from diffbench.sweeps import steps_plot
+
+
+def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Block]:
+    """Blocks for whichever sweeps `record` holds; none when it holds none."""
+    blocks: list[Block] = []
+    case = str(record.get("case"))
+    if record.get("steps_sweep"):
+        table = Table(["steps", "E2E s (median)"], [[str(p["steps"]), number(p["e2e_s"], 3)] for p in record["steps_sweep"]])
+        name = f"steps-{case}.png"
+        steps_plot({**record, "case": case}, out_dir / name)
+        blocks += [Heading(f"{label}: steps sweep", 3), Paragraph(
+            f"Fit: {number(record['per_step_s'] * 1000, 2)} ms per step + {number(record['fixed_s'], 3)} s fixed "
+            f"(text encoding, VAE decode, launch); R^2 {number(record['fit_r_squared'], 4)}; "
+            f"{number(record['fitted_steps_per_s'], 1)} steps/s."), table, Figure(name, f"steps sweep of {case}")]
+    if record.get("resolution_sweep"):
+        rows = [[p["resolution"], number(p["first_call_s"]), str(p["graphs_compiled"]),
+                 "yes" if p["recompiled"] else "no", number(p["compile_s"]), number(p["e2e_s"], 3),
+                 "HIT: runs eagerly" if p["recompile_limit_hits"] else "-"] for p in record["resolution_sweep"]]
+        blocks += [Heading(f"{label}: resolution sweep", 3), Paragraph(
+            "One pipeline through several sizes, in this order. Graphs compiled are counted by dynamo: a "
+            "recompile costs the first call's extra time; after the recompile limit torch runs eagerly."),
+            Table(["size", "first call s", "graphs compiled", "recompiled", "compile s", "E2E s (median)",
+                   "recompile limit"], rows)]
+    if record.get("batch_sweep"):
+        rows = [[str(p["batch"]), number(p.get("e2e_s"), 3), number(p.get("images_per_s")),
+                 p["status"] if p["status"] == "ok" else f"{p['status']}: {p.get('message', '')}"]
+                for p in record["batch_sweep"]]
+        blocks += [Heading(f"{label}: batch sweep", 3),
+                   Table(["batch", "E2E s (median)", "images/s", "status"], rows)]
+    return blocks
