@@ -4,6 +4,8 @@ back the record, its raw round times and the eager images; the parent records an
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +62,7 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
         if record["status"] == "running":  # a QualityError has already recorded its floor
             record.update(session.outcome(case, error))
     reference = session.references.get(case.reference_key)
+    record["inductor_cache_dir"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     return {
         "record": record,
         "reference_images": reference.images if reference is not None else None,

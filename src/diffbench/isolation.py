@@ -98,8 +98,9 @@ class _LogFollower:
 
 
 def call_in_child(target: str, argument: Any, *, timeout_s: float, log_path: Path,
-                  label: str = "child") -> ChildResult:
-    """Call `target` ('package.module:function') with `argument` in a fresh interpreter.
+                  label: str = "child", env: dict[str, str] | None = None) -> ChildResult:
+    """Call `target` ('package.module:function') with `argument` in a fresh interpreter (with `env`
+    added to this process's environment).
 
     Never raises for what happens in the child: an exception there, a non-zero exit, a signal or
     a timeout (the whole process group is then killed) comes back as `error`, with the output tail.
@@ -116,7 +117,7 @@ def call_in_child(target: str, argument: Any, *, timeout_s: float, log_path: Pat
             process = subprocess.Popen(
                 [sys.executable, "-m", "diffbench.isolation", str(request), str(result)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             )
             timed_out = _wait(process, timeout_s, follower)
         follower.forward()

@@ -64,6 +64,10 @@ def add_options(parser: Any) -> None:
                     help="count each case group's FLOPs once (torch's FlopCounterMode, one extra eager call), "
                          "measure this device's matmul rate per dtype once, and record achieved TFLOP/s and "
                          "the utilisation (mfu) of every case")
+    group.addoption("--compile-cache-check", action="store_true", dest="diffbench_compile_cache_check",
+                    help="run each compiled case in a fresh process with an empty inductor cache folder, then "
+                         "warm up again in a second fresh process sharing it: records warmup_s (cold) and "
+                         "warmup_cached_s (warm on-disk cache); doubles those cases' time")
     group.addoption("--case-timeout", type=float, dest="diffbench_case_timeout", default=None,
                     help="seconds an isolated case may take before its child is killed and the case "
                          "recorded as failed (default 1800)")
@@ -76,6 +80,6 @@ def add_options(parser: Any) -> None:
 
 def raw_values(config: Any) -> dict[str, Any]:
     values = {dest(flag): config.getoption(f"diffbench_{dest(flag)}") for flag, _, _ in OPTIONS}
-    for name in ("backend_config", "isolate", "case_timeout", "roofline"):
+    for name in ("backend_config", "isolate", "case_timeout", "roofline", "compile_cache_check"):
         values[name] = config.getoption(f"diffbench_{name}")
     return values

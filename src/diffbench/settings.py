@@ -50,6 +50,7 @@ class RunSettings:
     isolate: bool = False
     case_timeout_s: float = 1800.0
     roofline: bool = False
+    compile_cache_check: bool = False
     steps_sweep: tuple[int, ...] = ()
     resolution_sweep: tuple[Resolution, ...] = ()
     batch_sweep: tuple[int, ...] = ()
@@ -224,6 +225,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
         isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0), roofline=bool(raw.get("roofline")),
+        compile_cache_check=bool(raw.get("compile_cache_check")),
         shard=parse_shard(raw.get("shard")), resume=check_resume_folder(raw.get("resume")),
         steps_sweep=_positive_ints("--steps-sweep", raw.get("steps_sweep")),
         resolution_sweep=tuple(Resolution.parse(r) for r in _split(raw.get("resolution_sweep"))),
