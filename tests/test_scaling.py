@@ -98,3 +98,27 @@ def test_no_utilisation_against_the_wrong_ceiling_for_fp8_or_int8_matmuls():
                                     its=20.0, e2e_s=1.0)
     assert fields["denoiser_tflops"] == pytest.approx(0.4 * 20) and fields["e2e_tflops"] == pytest.approx(5.0)
     assert fields["mfu"] is None and "float8_e4m3fn" in fields["mfu_note"]
+
+
+def test_busy_time_is_the_union_of_kernel_intervals():
+    from diffbench.boundness import busy_seconds
+
+    assert busy_seconds([]) == 0.0
+    assert busy_seconds([(0.0, 1.0), (0.5, 1.5), (2.0, 3.0), (2.2, 2.4)]) == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("idle, mfu, bound", [
+    (0.45, 0.10, "launch-bound"), (0.05, 0.55, "arithmetic-bound"),
+    (0.05, 0.20, "GPU-bound below the matmul ceiling"), (0.05, None, "GPU-bound below the matmul ceiling"),
+    (None, 0.5, None),
+])
+def test_the_stated_criterion_classifies_cases(idle, mfu, bound):
+    from diffbench.boundness import classify
+
+    assert classify(idle, mfu) == bound
+
+
+def test_no_idle_fraction_off_cuda():
+    from diffbench.boundness import gpu_idle_fraction
+
+    assert gpu_idle_fraction("cpu", lambda: None) is None

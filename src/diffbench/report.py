@@ -103,7 +103,8 @@ def roofline_text(record: dict) -> str:
     achieved, mfu = record.get("denoiser_tflops"), record.get("mfu")
     if achieved is None:
         return "-"
-    return f"{achieved:.3g} ({mfu:.0%})" if mfu is not None else f"{achieved:.3g} (-)"
+    text = f"{achieved:.3g} ({mfu:.0%})" if mfu is not None else f"{achieved:.3g} (-)"
+    return f"{text}, {record['bound']}" if record.get("bound") else text
 
 
 def stack_table(runs: list[Run], labels: list[str]) -> Table:
