@@ -214,3 +214,4 @@ def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
     assert roofline_text({"denoiser_tflops": 281.4, "mfu": 0.386}) == "281 (39%)"
     assert roofline_text({"denoiser_tflops": 8.0, "mfu": None}) == "8 (-)"
     assert roofline_text({}) == "-"
+    assert roofline_text({"denoiser_tflops": 60.0, "mfu": 0.08, "bound": "launch-bound"}) == "60 (8%), launch-bound"
