@@ -99,7 +99,8 @@ def group_table(entries: list[Entry], several_runs: bool, with_cached_warmup: bo
 
 
 def roofline_text(record: dict) -> str:
-    """`281 (38%)`: achieved denoiser TFLOP/s and the share of the measured matmul ceiling."""
+    """`281 (39%), launch-bound`: achieved denoiser TFLOP/s, its share of the measured matmul ceiling, and
+    what bounds the case (boundness.classify)."""
     achieved, mfu = record.get("denoiser_tflops"), record.get("mfu")
     if achieved is None:
         return "-"
