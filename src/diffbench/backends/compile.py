@@ -128,5 +128,5 @@ class DynamicCompileBackend(CompileBackend):
     """One graph for all sizes: against `compile`, shows what a new resolution costs a static compile."""
 
     name = "compile-dynamic"
-    summary = "torch.compile with dynamic=True (symbolic sizes: no recompile per resolution)"
+    summary = "torch.compile with dynamic=True (symbolic sizes: fewer recompiles when the resolution changes)"
     default_options = {"dynamic": True}
