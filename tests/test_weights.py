@@ -78,13 +78,16 @@ def test_lightning_card_settings_run_dpm_sde_karras_deterministically(tmp_path):
 
 
 def test_missing_torchsde_is_a_skip_reason(monkeypatch):
-    import importlib.util
+    """Without torchsde, diffusers exports a stand-in scheduler whose from_config raises ImportError."""
+    import diffusers
+    import diffusers.utils.import_utils as import_utils
+    from diffusers.utils.dummy_torch_and_torchsde_objects import DPMSolverSDEScheduler as StandIn
 
     from diffbench.errors import UnavailableError
     from diffbench.weights import make_scheduler
 
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchsde" else real_find_spec(name, *a))
+    monkeypatch.setattr(import_utils, "_torchsde_available", False)
+    monkeypatch.setattr(diffusers, "DPMSolverSDEScheduler", StandIn)
     pipe = build_random_pipeline("tiny-sdxl", torch.float32, "cpu")
     with pytest.raises(UnavailableError, match="pip install torchsde"):
         make_scheduler(MODELS["realvisxl-lightning-5step"], pipe.scheduler.config)

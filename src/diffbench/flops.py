@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from diffbench.measure import timed
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,6 @@ def measured_matmul_tflops(device: str, dtype: torch.dtype, size: int = 8192, re
     against, measured rather than read from a datasheet. Synchronized; the first product warms up."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    torch.matmul(a, b)
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.matmul(a, b)
-    _synchronize(device)
-    seconds = time.perf_counter() - start
+    timed(device, torch.matmul, a, b)
+    seconds, _ = timed(device, lambda: [torch.matmul(a, b) for _ in range(repeats)])
     return 2 * size**3 * repeats / seconds / 1e12
-
-
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)

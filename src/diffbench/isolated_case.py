@@ -62,7 +62,8 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
         if record["status"] == "running":  # a QualityError has already recorded its floor
             record.update(session.outcome(case, error))
     reference = session.references.get(case.reference_key)
-    record["inductor_cache_dir"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # --compile-cache-check: which folder this child compiled into
+        record["inductor_cache_dir"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]
     return {
         "record": record,
         "reference_images": reference.images if reference is not None else None,

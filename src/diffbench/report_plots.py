@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from matplotlib.figure import Figure  # the object API: no pyplot, no global backend switch
 
@@ -90,3 +90,21 @@ def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary)
+
+
+def steps_plot(record: dict[str, Any], path: Path) -> Path:
+    """The steps sweep's points and fitted line, as the seed script's throughput plot."""
+    points = record["steps_sweep"]
+    steps = [p["steps"] for p in points]
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.add_subplot()
+    axes.plot(steps, [p["e2e_s"] for p in points], "o", label="E2E median")
+    line = [record["per_step_s"] * s + record["fixed_s"] for s in (0, max(steps))]
+    axes.plot([0, max(steps)], line, "-", label=f"fit: {record['per_step_s'] * 1000:.1f} ms/step + "
+              f"{record['fixed_s']:.3f} s (R^2 {record['fit_r_squared']:.3f})")
+    axes.set(xlabel="denoising steps", ylabel="seconds", title=f"{record['case']}: time against steps")
+    axes.legend(loc="upper left", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    return path

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
+from diffbench.report_plots import steps_plot
 from diffbench.summary import number
-from diffbench.sweeps import steps_plot
 
 
 def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Block]:
@@ -17,7 +17,7 @@ def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Bloc
     if record.get("steps_sweep"):
         table = Table(["steps", "E2E s (median)"], [[str(p["steps"]), number(p["e2e_s"], 3)] for p in record["steps_sweep"]])
         name = f"steps-{case}.png"
-        steps_plot({**record, "case": case}, out_dir / name)
+        steps_plot(record, out_dir / name)
         blocks += [Heading(f"{label}: steps sweep", 3), Paragraph(
             f"Fit: {number(record['per_step_s'] * 1000, 2)} ms per step + {number(record['fixed_s'], 3)} s fixed "
             f"(text encoding, VAE decode, launch); R^2 {number(record['fit_r_squared'], 4)}; "

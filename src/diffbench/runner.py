@@ -30,7 +30,7 @@ from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline
 from diffbench.settings import RunSettings
-from diffbench.sweeps import batch_sweep, resolution_sweep, steps_plot, steps_sweep
+from diffbench.sweeps import batch_sweep, resolution_sweep, steps_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -276,17 +276,19 @@ class BenchSession:
             self._make_reference(case, spec, base, pairs)  # before apply: it may park cached modules
         flops = None
         if settings.roofline and not backend.skips_work:  # same FLOPs as eager: counted on eager, uncompiled
-            flops = self.roofline.count((case.reference_key, "eager"), shallow_copy(base),
-                                        lambda: self._caller(shallow_copy(base), spec, case)(*pairs[0]))
+            flops = self._count_flops(case, spec, shallow_copy(base), pairs[0], "eager")
         pipe = backend.apply(shallow_copy(base))
         if settings.roofline and backend.skips_work:  # a cache skips work: count what it runs
-            flops = self.roofline.count((case.reference_key, case.backend), pipe,
-                                        lambda: self._caller(pipe, spec, case)(*pairs[0]))
+            flops = self._count_flops(case, spec, pipe, pairs[0], case.backend)
         try:
             self._run_pipeline(case, spec, pipe, pairs, record, benchmark, flops)
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
+
+    def _count_flops(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str) -> PipelineFlops:
+        """One call's FLOPs, counted once per case group and computation (`counted_as`)."""
+        return self.roofline.count((case.reference_key, counted_as), pipe, lambda: self._caller(pipe, spec, case)(*pair))
 
     def _make_reference(self, case: Case, spec: ModelSpec, base: Any, pairs: list[tuple[str, int]]) -> None:
         """Eager's images when eager was not selected in this run: made untimed, for the quality gate."""
@@ -345,8 +347,10 @@ class BenchSession:
             return lambda: call(*pair)
 
         if settings.steps_sweep:
+            from diffbench.report_plots import steps_plot  # matplotlib only for runs that sweep
+
             record.update(steps_sweep(make_call, settings.steps_sweep, settings.rounds, self.device))
-            plot = steps_plot({**record, "case": case.id}, self.run_folder.path / "plots" / f"{case.id}-steps.png")
+            plot = steps_plot(record, self.run_folder.path / "plots" / f"{case.id}-steps.png")
             record["steps_plot"] = str(plot.relative_to(self.run_folder.path))
         if settings.resolution_sweep:
             record.update(resolution_sweep(make_call, settings.resolution_sweep, settings.rounds, self.device))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -89,25 +88,3 @@ def _batch_point(make_call: CallFactory, batch: int, rounds: int, device: str) -
     except torch.cuda.OutOfMemoryError as error:
         return {"batch": batch, "status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
     return {"batch": batch, "status": "ok", "e2e_s": median, "e2e_rounds_s": seconds, "images_per_s": batch / median}
-
-
-def steps_plot(record: dict[str, Any], path: Path) -> Path:
-    """The steps sweep's points and fitted line, as the seed script's throughput plot."""
-    from matplotlib.figure import Figure
-
-    from diffbench.records import atomic_path
-
-    points = record["steps_sweep"]
-    steps = [p["steps"] for p in points]
-    figure = Figure(figsize=(6, 4), dpi=100)
-    axes = figure.add_subplot()
-    axes.plot(steps, [p["e2e_s"] for p in points], "o", label="E2E median")
-    line = [record["per_step_s"] * s + record["fixed_s"] for s in (0, max(steps))]
-    axes.plot([0, max(steps)], line, "-", label=f"fit: {record['per_step_s'] * 1000:.1f} ms/step + "
-              f"{record['fixed_s']:.3f} s (R^2 {record['fit_r_squared']:.3f})")
-    axes.set(xlabel="denoising steps", ylabel="seconds", title=f"{record['case']}: time against steps")
-    axes.legend(loc="upper left", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    return path

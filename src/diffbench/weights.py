@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import os
@@ -97,10 +96,11 @@ def load_pipeline(spec: ModelSpec, weights: str, torch_dtype: torch.dtype, devic
 
 
 def make_scheduler(spec: ModelSpec, base_config: Any) -> Any:
-    """The catalog's scheduler for spec, from the pipeline's scheduler config plus spec's overrides; a
-    scheduler whose package is missing (DPMSolverSDEScheduler needs torchsde) is an UnavailableError."""
-    cls = getattr(diffusers, spec.scheduler)
-    if spec.scheduler == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
-        raise UnavailableError(f"{spec.name} uses {spec.scheduler}, which needs the torchsde package: "
-                               "pip install torchsde (or the 'sde' extra: pip install -e '.[sde]')")
-    return cls.from_config(base_config, **spec.scheduler_config)
+    """The catalog's scheduler for spec, from the pipeline's scheduler config plus spec's overrides. A
+    scheduler whose package is missing (diffusers then exports a stand-in that raises ImportError naming
+    it: DPMSolverSDEScheduler needs torchsde) is an UnavailableError."""
+    try:
+        return getattr(diffusers, spec.scheduler).from_config(base_config, **spec.scheduler_config)
+    except ImportError as error:
+        raise UnavailableError(f"{spec.name} uses {spec.scheduler}, which needs a package not installed here "
+                               f"(for torchsde, the 'sde' extra: pip install -e '.[sde]'): {error}") from None
