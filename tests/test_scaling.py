@@ -118,7 +118,15 @@ def test_the_stated_criterion_classifies_cases(idle, mfu, bound):
     assert classify(idle, mfu) == bound
 
 
-def test_no_idle_fraction_off_cuda():
-    from diffbench.boundness import gpu_idle_fraction
+def test_no_gpu_activity_off_cuda():
+    from diffbench.boundness import gpu_activity
 
-    assert gpu_idle_fraction("cpu", lambda: None) is None
+    assert gpu_activity("cpu", lambda: None, 1.0) is None
+
+
+def test_idle_fraction_is_against_the_unprofiled_wall_time_and_bounded():
+    from diffbench.boundness import idle_fraction
+
+    assert idle_fraction(0.3, 1.0) == pytest.approx(0.7)
+    assert idle_fraction(1.2, 1.0) == 0.0  # busy measured in another (profiled) call can exceed it
+    assert idle_fraction(0.0, 2.0) == 1.0 and idle_fraction(0.5, 0.0) is None

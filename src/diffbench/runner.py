@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from diffbench.backends.base import Backend, get_backend_class, unpark
-from diffbench.boundness import classify, gpu_idle_fraction
+from diffbench.boundness import classify, gpu_activity
 from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec
 from diffbench.compile_watch import CompileActivity, CompileWatch
@@ -324,8 +324,9 @@ class BenchSession:
         if flops is not None:
             dtype = self.settings.torch_dtype(spec, self.device)
             record.update(self.roofline.record(flops, self.backends[case.backend], dtype, record["its"], record["e2e_s"]))
-            idle = gpu_idle_fraction(self.device, lambda: call(*pairs[0]))  # one more call, profiled
-            record.update(gpu_idle_fraction=idle, bound=classify(idle, record.get("mfu")))
+            activity = gpu_activity(self.device, lambda: call(*pairs[0]), record["e2e_s"])  # one more call, profiled
+            record.update(activity or {"gpu_idle_fraction": None})
+            record["bound"] = classify(record["gpu_idle_fraction"], record.get("mfu"))
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
