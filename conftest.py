@@ -9,6 +9,7 @@ import pytest
 from diffbench.case import Case
 from diffbench.environment import git_commit, stack_info
 from diffbench.history import read_run_meta
+from diffbench.interrupt import interrupt_on_sigterm
 from diffbench.errors import OptionError
 from diffbench.plan import estimate, format_plan, latest_records
 from diffbench.options import add_options, raw_values
@@ -38,6 +39,9 @@ def pytest_configure(config):
     config.stash[MATRIX] = expand_matrix(settings)
     if config.getoption("diffbench_plan"):
         config.option.collectonly = True  # a plan runs nothing
+    restore = interrupt_on_sigterm()  # a time limit's SIGTERM still leaves the case under way recorded
+    if restore is not None:
+        config.add_cleanup(restore)
 
 
 def pytest_generate_tests(metafunc):

@@ -74,3 +74,22 @@ def test_resume_needs_a_readable_run_folder(tmp_path):
         check_resume_folder(str(tmp_path))
     (tmp_path / "run.json").unlink()
     assert finished_cases(tmp_path) == {"a"}
+
+
+def test_sigterm_records_the_case_under_way_as_interrupted_and_writes_run_json(tmp_path):
+    """A time limit (timeout, CI, a device call) sends SIGTERM: the case under way gets an `interrupted`
+    record with how long it had run, and the session still ends (run.json with its memory report)."""
+    results_dir = tmp_path / "runs"
+    command = [*pytest_command("--results-dir", str(results_dir)), "--steps", "400", "--log-cli-level=INFO"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # send it once the first case is warming up
+        if "warmup call(s)" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode != 0
+    folder = next(results_dir.glob("*/"))
+    records = read_results(folder / "results.jsonl")
+    assert [(r["case"], r["status"]) for r in records] == [("tiny-sdxl-t2i-128-eager", "interrupted")], output[-2000:]
+    assert "SIGTERM" in records[0]["message"] and "interrupted after" in records[0]["message"]
+    assert "memory" in json.loads((folder / "run.json").read_text())

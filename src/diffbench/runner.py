@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import statistics
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -127,6 +128,7 @@ class BenchSession:
         """Run `case` under pytest-benchmark; the record is written whatever the outcome."""
         spec = MODELS[case.model]
         record = self._new_record(case, spec)
+        started = time.perf_counter()
         failure: Exception | None = None
         try:
             reason = self.skip_reason(case, spec)
@@ -154,8 +156,9 @@ class BenchSession:
             failure = (QualityError(str(error)) if isinstance(error, QualityError)
                        else CaseFailure(f"{case.id}: {record['message']}"))
         finally:
-            if record["status"] == "running":
-                record["status"] = "interrupted"
+            if record["status"] == "running":  # Ctrl-C, or SIGTERM (diffbench.interrupt)
+                record.update(status="interrupted", message=f"interrupted after {time.perf_counter() - started:.1f} s, "
+                              "before the case finished (Ctrl-C or SIGTERM, e.g. a time limit)")
             self._finish_case(case, record, benchmark)
         if failure is not None:
             raise failure
