@@ -47,14 +47,24 @@ def _source(pipe: Any, spec: LoraSpec, seed: int = 0) -> Any:
     if spec.kind == "random":
         name = denoiser_name(pipe)
         return random_lora_state_dict(getattr(pipe, name), spec.rank, spec.seed + seed, prefix=name)
+    if spec.kind == "hub":
+        return _fetch(lambda: _hub_folder(str(spec.source)), spec)
     return spec.source
+
+
+def _hub_folder(repo_id: str) -> str:
+    """The repo id itself online; offline, its folder in the Hugging Face cache (diffusers' offline mode
+    refuses a repo id without a `weight_name`, even a cached one)."""
+    from huggingface_hub import constants, snapshot_download
+
+    return snapshot_download(repo_id, local_files_only=True) if constants.HF_HUB_OFFLINE else repo_id
 
 
 def _hotswap_rank(pipe: Any, spec: LoraSpec) -> int:
     """The rank `enable_lora_hotswap` needs before loading: a random adapter's own, else read from the file."""
     if spec.kind == "random":
         return spec.rank
-    state_dict = _fetch(lambda: pipe.lora_state_dict(spec.source), spec)
+    state_dict = _fetch(lambda: pipe.lora_state_dict(_source(pipe, spec)), spec)
     return lora_rank(state_dict[0] if isinstance(state_dict, tuple) else state_dict)
 
 
@@ -62,7 +72,7 @@ def _fetch(load: Any, spec: LoraSpec) -> Any:
     """Run a diffusers load of `spec`, turning a missing hub adapter into a skip a user can act on."""
     try:
         return load()
-    except OSError as error:
+    except (OSError, ValueError) as error:  # huggingface_hub's not-found errors are OSErrors
         if spec.kind != "hub":
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
