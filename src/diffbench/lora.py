@@ -113,9 +113,9 @@ def random_like(state_dict: dict[str, torch.Tensor], seed: int) -> dict[str, tor
 
 
 def lora_rank(state_dict: dict[str, Any]) -> int:
-    """The highest rank in a LoRA state dict (lora_B's / lora_up's inner dimension)."""
+    """The highest rank in a LoRA state dict (lora_B's inner dimension; lora_up / lora.up in kohya's naming)."""
     ranks = [value.shape[1] for key, value in state_dict.items()
-             if ("lora_B" in key or "lora_up" in key) and getattr(value, "ndim", 0) > 1]
+             if any(part in key for part in ("lora_B", "lora_up", "lora.up")) and getattr(value, "ndim", 0) > 1]
     if not ranks:
         raise UnavailableError("the LoRA state dict has no lora_B/lora_up matrix: not a LoRA adapter diffbench can read")
     return max(ranks)
