@@ -43,21 +43,29 @@ class Resolution:
 
 @dataclass(frozen=True)
 class Case:
-    """A cell of the matrix model x task x resolution x backend."""
+    """A cell of the matrix model x task x resolution x backend (x LoRA adapter and mode with --lora)."""
 
     model: str
     task: str
     resolution: Resolution
     backend: str
+    lora: str | None = None  # the adapter's label (`r64`), with --lora
+    lora_mode: str | None = None  # unfused | fused | hotswap
 
     @property
     def id(self) -> str:
-        return f"{self.model}-{self.task}-{self.resolution.label}-{self.backend}"
+        return f"{self.model}-{self.task}-{self.resolution.label}-{self.lora_part}{self.backend}"
 
     @property
-    def reference_key(self) -> tuple[str, str, Resolution]:
-        """Cases sharing this key are compared against the same eager output."""
-        return (self.model, self.task, self.resolution)
+    def lora_part(self) -> str:
+        """`lora-r64-fused-` in LoRA cases' ids (so `-k lora` selects them), else nothing."""
+        return f"lora-{self.lora}-{self.lora_mode}-" if self.lora else ""
+
+    @property
+    def reference_key(self) -> tuple:
+        """Cases sharing this key are compared against the same eager output (with the same adapter state)."""
+        key = (self.model, self.task, self.resolution)
+        return key + (self.lora, self.lora_mode) if self.lora else key
 
     def __str__(self) -> str:
         return self.id

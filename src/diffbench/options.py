@@ -39,6 +39,10 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
                                 "pipeline at each and record time and recompiles, e.g. 1024,768,512,256,768x1344"),
     ("--batch-sweep", str, "comma-separated batch sizes: images per second at each, in increasing order, "
                            "until out of memory (recorded), e.g. 1,2,4,8,16"),
+    ("--lora", str, "run every case with a LoRA adapter on the denoiser: random:RANK (seeded, no download), a local "
+                    ".safetensors file or folder, or a hub id; case ids get lora-LABEL-MODE, e.g. -k lora"),
+    ("--lora-modes", str, "comma-separated LoRA modes: unfused, fused, hotswap (default unfused,fused; with "
+                          "--lora-switch also hotswap)"),
     ("--shard", str, "INDEX/COUNT: run only shard INDEX (from 0) of COUNT of the selected cases, split by "
                      "model, task and resolution, e.g. --shard 0/2 on GPU 0 and --shard 1/2 on GPU 1"),
 )
@@ -68,6 +72,9 @@ def add_options(parser: Any) -> None:
                     help="run each compiled case in a fresh process with an empty inductor cache folder, then "
                          "warm up again in a second fresh process sharing it: records warmup_s (cold) and "
                          "warmup_cached_s (warm on-disk cache); doubles those cases' time")
+    group.addoption("--lora-switch", action="store_true", dest="diffbench_lora_switch",
+                    help="after each compiled LoRA case, swap the adapter, change its scale and unload it on the warm "
+                         "pipeline: switch time, graphs recompiled, next-call time and quality vs eager (lora_switch)")
     group.addoption("--case-timeout", type=float, dest="diffbench_case_timeout", default=None,
                     help="seconds an isolated case may take before its child is killed and the case "
                          "recorded as failed (default 1800)")
@@ -80,6 +87,6 @@ def add_options(parser: Any) -> None:
 
 def raw_values(config: Any) -> dict[str, Any]:
     values = {dest(flag): config.getoption(f"diffbench_{dest(flag)}") for flag, _, _ in OPTIONS}
-    for name in ("backend_config", "isolate", "case_timeout", "roofline", "compile_cache_check"):
+    for name in ("backend_config", "isolate", "case_timeout", "roofline", "compile_cache_check", "lora_switch"):
         values[name] = config.getoption(f"diffbench_{name}")
     return values

@@ -46,7 +46,10 @@ def run_labels(runs: list[Run]) -> list[str]:
 
 
 def group_key(record: dict[str, Any]) -> GroupKey:
-    return str(record.get("model") or "?"), str(record.get("task") or "?"), str(record.get("resolution") or "?")
+    resolution = str(record.get("resolution") or "?")
+    if record.get("lora_mode"):  # LoRA cases: one group per adapter state, as their eager references are
+        resolution += f" lora {record.get('lora')} {record['lora_mode']}"
+    return str(record.get("model") or "?"), str(record.get("task") or "?"), resolution
 
 
 def group_entries(runs: list[Run], labels: list[str]) -> dict[GroupKey, list[Entry]]:
@@ -65,7 +68,7 @@ def group_title(key: GroupKey) -> str:
 
 
 def group_slug(key: GroupKey) -> str:
-    return "-".join(part.replace("/", "_").replace(" ", "_") for part in key)
+    return "-".join(part.replace("/", "_").replace(" ", "_").replace(":", "") for part in key)
 
 
 def _distinct(entries: list[Entry], name: str) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
+from diffbench.report_lora import lora_blocks
 from diffbench.report_plots import steps_plot
 from diffbench.summary import number
 
@@ -37,4 +38,4 @@ def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Bloc
                 for p in record["batch_sweep"]]
         blocks += [Heading(f"{label}: batch sweep", 3),
                    Table(["batch", "E2E s (median)", "images/s", "status"], rows)]
-    return blocks
+    return blocks + lora_blocks(label, record)

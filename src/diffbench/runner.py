@@ -23,6 +23,8 @@ from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.flops import PipelineFlops
 from diffbench.isolated_case import CaseRequest, replay_rounds
 from diffbench.isolation import call_in_child
+from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
+from diffbench.lora_switch import is_compiled, measure_switching
 from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.measure import (StepTimer, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
                                reset_peak_memory, timed)
@@ -112,7 +114,8 @@ class BenchSession:
                 "or force the CPU with --device cpu"
             ) if self.settings.device == "auto" else None
         backend = self.backends[case.backend]
-        return backend.unavailable_reason(self.device) or backend.unsupported_reason(case, spec, self.device)
+        return (backend.unavailable_reason(self.device) or backend.unsupported_reason(case, spec, self.device)
+                or (backend.lora_unsupported_reason(case.lora_mode) if case.lora else None))
 
     def _new_record(self, case: Case, spec: ModelSpec) -> dict[str, Any]:
         dtype = self.settings.torch_dtype(spec, self.device)
@@ -273,6 +276,13 @@ class BenchSession:
                                 self.device, settings.variant)
         record["load_s"] = loaded.load_s
         base = self.cache.task_pipeline(loaded, spec, case.task)
+        with adapter_in(base, settings.lora, case.lora_mode, self.device) as adapter:  # --lora: loaded, then removed
+            record.update(adapter.record if adapter else {})
+            self._measure_pipeline(case, spec, base, record, benchmark, adapter)
+
+    def _measure_pipeline(self, case: Case, spec: ModelSpec, base: Any, record: dict[str, Any], benchmark: Any,
+                          adapter: ActiveAdapter | None) -> None:
+        settings = self.settings
         backend = self.backends[case.backend]
         pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
         if case.backend != "eager" and case.reference_key not in self.references:
@@ -285,9 +295,19 @@ class BenchSession:
             flops = self._count_flops(case, spec, pipe, pairs[0], case.backend)
         try:
             self._run_pipeline(case, spec, pipe, pairs, record, benchmark, flops)
+            if adapter is not None and settings.lora_switch and is_compiled(pipe, adapter):
+                self._lora_switch(case, spec, pipe, adapter, pairs[0], record)
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
+
+    def _lora_switch(self, case: Case, spec: ModelSpec, pipe: Any, adapter: ActiveAdapter, pair: tuple[str, int],
+                     record: dict[str, Any]) -> None:
+        """`--lora-switch` on the compiled, warm pipeline; eager images of each state from an uncompiled view."""
+        view = uncompiled_view(pipe)
+        call, eager_call = self._caller(pipe, spec, case), self._caller(view, spec, case)
+        record["lora_switch"] = measure_switching(view, adapter, lambda: call(*pair), lambda: eager_call(*pair),
+                                                  self.settings.rounds, self.device, self.settings.quality_floor(case.backend))
 
     def _count_flops(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str) -> PipelineFlops:
         """One call's FLOPs, counted once per case group and computation (`counted_as`)."""

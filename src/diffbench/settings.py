@@ -14,6 +14,7 @@ from diffbench.backends.base import QualityFloor, get_backend_class, registry
 from diffbench.case import TASKS, Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec, get_model
 from diffbench.errors import OptionError
+from diffbench.lora import LoraSpec
 from diffbench.resume import check_resume_folder
 from diffbench.shard import Shard, parse_shard
 
@@ -56,6 +57,9 @@ class RunSettings:
     batch_sweep: tuple[int, ...] = ()
     resume: Path | None = None  # --resume: the run folder to go on with
     shard: Shard | None = None  # --shard: run only this share of the selected cases
+    lora: LoraSpec | None = None  # --lora: every case runs with this adapter, in each of lora_modes
+    lora_modes: tuple[str, ...] = ()
+    lora_switch: bool = False  # --lora-switch: switching scenarios after compiled LoRA cases
 
     def weights_for(self, spec: ModelSpec) -> str:
         if spec.is_tiny:
@@ -230,6 +234,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         steps_sweep=_positive_ints("--steps-sweep", raw.get("steps_sweep")),
         resolution_sweep=tuple(Resolution.parse(r) for r in _split(raw.get("resolution_sweep"))),
         batch_sweep=_positive_ints("--batch-sweep", raw.get("batch_sweep")),
+        **parse_lora_options(raw),
     )
     if settings.steps_sweep and len(set(settings.steps_sweep)) < 2:
         raise OptionError(f"--steps-sweep needs at least two different step counts to fit a line, got {raw.get('steps_sweep')}")
@@ -237,6 +242,21 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         model_resolutions(replace(settings, resolutions=settings.resolution_sweep or None), MODELS[model])
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take
     return settings
+
+
+def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.lora_case has the modes)."""
+    from diffbench.lora import parse_lora
+    from diffbench.lora_case import DEFAULT_MODES, MODES
+
+    text, modes, switch = raw.get("lora"), _split(raw.get("lora_modes")), bool(raw.get("lora_switch"))
+    if not text:
+        if modes or switch:
+            raise OptionError(f"--{'lora-modes' if modes else 'lora-switch'} needs --lora, e.g. --lora random:64")
+        return {}
+    default = (*DEFAULT_MODES, "hotswap") if switch else DEFAULT_MODES  # the switch is measured with and without
+    return {"lora": parse_lora(text), "lora_modes": _choose(modes, list(MODES), "LoRA mode") if modes else default,
+            "lora_switch": switch}
 
 
 def _positive_ints(flag: str, text: str | None) -> tuple[int, ...]:
@@ -279,7 +299,9 @@ def expand_matrix(settings: RunSettings) -> list[Case]:
             if task not in spec.tasks:
                 continue  # e.g. ip2p has no text-to-image pipeline: no case, not a skip
             for resolution in model_resolutions(settings, spec):
-                cases.extend(Case(model, task, resolution, backend) for backend in backends)
+                for lora_mode in settings.lora_modes or (None,):
+                    lora = settings.lora.label if settings.lora else None
+                    cases.extend(Case(model, task, resolution, backend, lora, lora_mode) for backend in backends)
     if not cases:
         supported = "; ".join(f"{m}: {', '.join(MODELS[m].tasks)}" for m in settings.models)
         raise OptionError(f"no case to run: the models selected support only these tasks: {supported}")

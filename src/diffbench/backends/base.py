@@ -82,6 +82,10 @@ class Backend:
         """Why this backend cannot run this case (task, family, device), or None."""
         return None
 
+    def lora_unsupported_reason(self, mode: str) -> str | None:
+        """Why this backend cannot run a case with a LoRA adapter in `mode` (unfused, fused, hotswap), or None."""
+        return None
+
     def apply(self, pipe: Any) -> Any:
         """Return the pipeline to benchmark; the identity for the eager baseline."""
         return pipe

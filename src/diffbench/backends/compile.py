@@ -55,6 +55,12 @@ class CompileBackend(Backend):
             return "compile mode 'reduce-overhead' uses CUDA graphs and needs a CUDA device"
         return None
 
+    def lora_unsupported_reason(self, mode: str) -> str | None:
+        if self.options.get("fuse_qkv_projections"):
+            return (f"backend {self.name!r} fuses to_q/to_k/to_v into one to_qkv layer, which the LoRA adapter's "
+                    "layers (on to_q, to_k, to_v) no longer reach; run LoRA cases without fuse_qkv_projections")
+        return None
+
     def compile_kwargs(self) -> dict[str, Any]:
         """The keyword arguments passed to torch.compile."""
         kwargs: dict[str, Any] = {

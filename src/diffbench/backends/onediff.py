@@ -200,6 +200,10 @@ class OneDiffBackend(Backend):
     def explain(self, message: str) -> str | None:
         return explain_failure(message)
 
+    def lora_unsupported_reason(self, mode: str) -> str | None:
+        return (f"backend {self.name!r}: onediffx compiles the modules it knows and has its own LoRA loader "
+                "(onediffx.lora), not peft's adapter layers, which diffbench's LoRA cases load")
+
     def apply(self, pipe: Any) -> Any:
         import onediffx
 

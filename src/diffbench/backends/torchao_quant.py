@@ -90,6 +90,11 @@ class TorchaoBackend(Backend):
                 raise OptionError(f"{self.name} option exclude: {pattern!r} is not a regular expression "
                                   f"({error})") from None
 
+    def lora_unsupported_reason(self, mode: str) -> str | None:
+        return (f"backend {self.name!r} quantizes every Linear layer it selects, a LoRA adapter's own lora_A/lora_B "
+                "layers and the layers peft wraps included, so the adapter would not run as loaded; LoRA with "
+                "quantization is not measured yet")
+
     def quantization_config(self, component: str, module: torch.nn.Module) -> Any:
         """The torchao config that `quantize_` applies to `module`'s chosen Linear layers."""
         raise NotImplementedError

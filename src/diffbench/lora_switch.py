@@ -1,0 +1,105 @@
+"""`--lora-switch`: on a compiled, warm LoRA case, swap the adapter, change its scale, unload it; what each costs."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from typing import Any, Callable
+
+import numpy as np
+
+from diffbench.backends.base import QualityFloor
+from diffbench.compile_watch import CompileWatch
+from diffbench.lora import random_like, random_lora_state_dict
+from diffbench.lora_case import ActiveAdapter
+from diffbench.measure import timed
+from diffbench.quality import assess
+
+logger = logging.getLogger(__name__)
+
+SCENARIOS = ("swap", "scale", "unload")
+SWITCH_SCALE = 0.5  # the adapter's weight in the `scale` scenario
+
+
+def _twin(view: Any, adapter: ActiveAdapter, seed: int) -> dict[str, Any]:
+    """Another adapter of the same rank on the same layers: for random:RANK the same recipe with another
+    seed; for a file or hub adapter, random values in the loaded adapter's shapes."""
+    module = getattr(view, adapter.denoiser)
+    if adapter.spec.kind == "random":
+        return random_lora_state_dict(module, adapter.spec.rank, adapter.spec.seed + seed, adapter.denoiser)
+    from peft import get_peft_model_state_dict
+
+    loaded = get_peft_model_state_dict(module, adapter_name=adapter.name)
+    return random_like({f"{adapter.denoiser}.{key}": value for key, value in loaded.items()}, seed)
+
+
+def operations(view: Any, adapter: ActiveAdapter) -> dict[str, Callable[[], None]]:
+    """Each scenario as a user would write it, on the uncompiled view (diffusers' pipeline-level LoRA calls
+    skip a compiled component): with hot-swap, the swap replaces the adapter's weights in place."""
+    fused = adapter.mode == "fused"
+
+    def swap() -> None:
+        state_dict = _twin(view, adapter, seed=1)
+        if adapter.mode == "hotswap":
+            view.load_lora_weights(state_dict, adapter_name=adapter.name, hotswap=True)
+            return
+        if fused:
+            view.unfuse_lora()
+        old, adapter.name = adapter.name, f"{adapter.name}-swapped"
+        view.load_lora_weights(state_dict, adapter_name=adapter.name)
+        view.set_adapters([adapter.name])
+        view.delete_adapters(old)
+        if fused:
+            view.fuse_lora(adapter_names=[adapter.name])
+
+    def scale() -> None:
+        if fused:  # a fused adapter's scale lives in the weights: unfuse, fuse again at the new scale
+            view.unfuse_lora()
+            view.fuse_lora(lora_scale=SWITCH_SCALE, adapter_names=[adapter.name])
+        else:
+            view.set_adapters([adapter.name], adapter_weights=[SWITCH_SCALE])
+
+    def unload() -> None:
+        if fused:
+            view.unfuse_lora()
+        view.unload_lora_weights()
+
+    return {"swap": swap, "scale": scale, "unload": unload}
+
+
+def is_compiled(pipe: Any, adapter: ActiveAdapter) -> bool:
+    """Whether torch.compile wraps the denoiser carrying the adapter (the cases --lora-switch measures)."""
+    return hasattr(getattr(pipe, adapter.denoiser), "_orig_mod")
+
+
+def measure_switching(view: Any, adapter: ActiveAdapter, call: Callable[[], np.ndarray],
+                      eager_call: Callable[[], np.ndarray], rounds: int, device: str,
+                      floor: QualityFloor) -> list[dict[str, Any]]:
+    """The scenarios in order (swap, then scale the new adapter, then unload it) on the compiled, warm
+    pipeline behind `call`: each switch's time, what the next call compiled (dynamo's counters) and
+    took, the median of `rounds` calls after it, and its images against eager of the same state."""
+    results = []
+    for scenario, operation in operations(view, adapter).items():
+        switch_s, _ = timed(device, operation)
+        with CompileWatch() as watch:
+            next_call_s, _ = timed(device, call)
+        seconds, images = [], None
+        for _ in range(rounds):
+            elapsed, images = timed(device, call)
+            seconds.append(elapsed)
+        quality = assess(list(eager_call()), list(images), floor)
+        summary = quality.summary()
+        results.append({
+            "scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap", "switch_s": switch_s,
+            "graphs_compiled": watch.activity.graphs, "recompile_limit_hits": watch.activity.limit_hits,
+            "next_call_s": next_call_s, "e2e_s": statistics.median(seconds), "e2e_rounds_s": seconds,
+            "ssim_min": summary["ssim"], "psnr_min": summary["psnr"], "matches_eager": quality.passed,
+            "message": "; ".join(quality.failures) or None,
+        })
+        if not quality.passed:
+            logger.warning("LoRA switch %s (%s): the compiled output no longer matches eager: %s", scenario,
+                           adapter.mode, results[-1]["message"])
+        logger.info("LoRA switch %s (%s): %.3f s, next call %.3f s with %d graph(s) compiled, then %.3f s; "
+                    "SSIM %s vs eager", scenario, adapter.mode, switch_s, next_call_s, watch.activity.graphs,
+                    results[-1]["e2e_s"], summary["ssim"])
+    return results
