@@ -35,19 +35,19 @@ def tiny_controlnet(seed=0):
 
 
 def test_controlnet_runs_eager_and_compiled_and_passes_the_quality_gate(tmp_path):
-    session = make_session(tmp_path, tasks="controlnet", backends="eager,compile", compiler_config=EAGER_DYNAMO)
+    session = make_session(tmp_path, **{**FAST, "prompts": 2}, backends="eager,compile", compiler_config=EAGER_DYNAMO)
     records = run_cases(session)
-    assert list(records) == ["tiny-sdxl-controlnet-128-eager", "tiny-sdxl-controlnet-128-compile"]
+    assert list(records) == ["tiny-sdxl-controlnet-64-eager", "tiny-sdxl-controlnet-64-compile"]
     for record in records.values():
         assert record["status"] == "ok" and record["task"] == "controlnet" and record["controlnet"] == "random"
         assert record["controlnet_load_s"] > 0 and record["e2e_s"] > 0
-    assert records["tiny-sdxl-controlnet-128-compile"]["ssim"] > 0.999
+    assert records["tiny-sdxl-controlnet-64-compile"]["ssim"] > 0.999 and records["tiny-sdxl-controlnet-64-compile"]["quality_images"] == 2
     assert session.cache.loads == 1
     pipe = session.cache._loaded.task_pipes["controlnet"]
     assert type(pipe).__name__ == "StableDiffusionXLControlNetPipeline"
     assert pipe.unet is session.cache._loaded.pipe.unet  # the SDXL components are shared, not rebuilt
-    saved = Image.open(session.run_folder.path / records["tiny-sdxl-controlnet-128-eager"]["control_image"])
-    assert saved.size == (128, 128) and set(np.unique(np.asarray(saved))) == {0, 255}
+    saved = Image.open(session.run_folder.path / records["tiny-sdxl-controlnet-64-eager"]["control_image"])
+    assert saved.size == (64, 64) and set(np.unique(np.asarray(saved))) == {0, 255}
 
 
 def test_the_default_control_image_is_a_canny_edge_map_at_the_case_size():
