@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from diffbench.catalog import ModelSpec
@@ -133,3 +134,15 @@ def task_components(task: str, spec: ModelSpec, settings: Any, device: str) -> d
         return controlnet
 
     return {"controlnet": build}
+
+
+def control_record(case: Any, settings: Any, run_folder: Any, load_s: float | None) -> dict[str, Any]:
+    """What a controlnet case adds to its record: the ControlNet's source and load time, and the control
+    image, saved into the run folder once per group."""
+    from diffbench.inputs import control_image, default_input_image
+
+    name = f"{case.model}-{case.task}-{case.resolution.label}-control"
+    if not (run_folder.images / f"{name}.png").is_file():
+        image = control_image(settings.control_image, settings.input_image or default_input_image(), case.resolution)
+        run_folder.save_image(name, np.asarray(image, dtype=np.float32) / 255.0)
+    return {"controlnet": settings.controlnet, "controlnet_load_s": load_s, "control_image": f"images/{name}.png"}

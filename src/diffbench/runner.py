@@ -22,7 +22,7 @@ from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.flops import PipelineFlops
 from diffbench.isolated_case import CaseRequest, replay_rounds
 from diffbench.isolation import call_in_child
-from diffbench.controlnet import TASK as CONTROLNET_TASK, task_components
+from diffbench.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
 from diffbench.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.measure import (StepTimer, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
                                reset_peak_memory, timed)
@@ -275,7 +275,7 @@ class BenchSession:
         record["load_s"] = loaded.load_s
         base = self.cache.task_pipeline(loaded, spec, case.task, task_components(case.task, spec, settings, self.device))
         if case.task == CONTROLNET_TASK:
-            self._record_control(case, loaded, record)
+            record.update(control_record(case, settings, self.run_folder, loaded.extra_load_s.get("controlnet")))
         backend = self.backends[case.backend]
         pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
         if case.backend != "eager" and case.reference_key not in self.references:
@@ -291,16 +291,6 @@ class BenchSession:
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
-
-    def _record_control(self, case: Case, loaded: Any, record: dict[str, Any]) -> None:
-        """Where the ControlNet came from and its load time; the control image, saved once per group."""
-        settings = self.settings
-        name = f"{case.model}-{case.task}-{case.resolution.label}-control"
-        if not (self.run_folder.images / f"{name}.png").is_file():
-            image = control_image(settings.control_image, settings.input_image or default_input_image(), case.resolution)
-            self.run_folder.save_image(name, np.asarray(image, dtype=np.float32) / 255.0)
-        record.update(controlnet=settings.controlnet, controlnet_load_s=loaded.extra_load_s.get("controlnet"),
-                      control_image=f"images/{name}.png")
 
     def _count_flops(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str) -> PipelineFlops:
         """One call's FLOPs, counted once per case group and computation (`counted_as`)."""
