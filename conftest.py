@@ -59,8 +59,8 @@ def case_of(item):
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: shards split what is selected
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once;
-    leave out the benchmark files of tasks not selected; with --shard, keep only this shard's reference groups (diffbench.shard); with --resume, only the
-    groups the earlier run did not finish (diffbench.resume)."""
+    leave out the benchmark files of tasks not selected; with --shard, keep only this shard's reference
+    groups (diffbench.shard); with --resume, only the groups the earlier run did not finish (diffbench.resume)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):

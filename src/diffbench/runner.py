@@ -273,7 +273,8 @@ class BenchSession:
         loaded = self.cache.get(spec, record["weights"], settings.torch_dtype(spec, self.device),
                                 self.device, settings.variant)
         record["load_s"] = loaded.load_s
-        base = self.cache.task_pipeline(loaded, spec, case.task, task_components(case.task, spec, settings, self.device))
+        extra_components = task_components(case.task, spec, settings, self.device)  # the ControlNet
+        base = self.cache.task_pipeline(loaded, spec, case.task, extra_components)
         if case.task == CONTROLNET_TASK:
             record.update(control_record(case, settings, self.run_folder, loaded.extra_load_s.get("controlnet")))
         backend = self.backends[case.backend]
