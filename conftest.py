@@ -30,7 +30,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "task(name): the task (t2i, i2i) whose matrix cases a test receives")
+    config.addinivalue_line("markers", "task(name): the task (t2i, i2i, controlnet) whose matrix cases a test receives")
     try:
         settings = build_settings(raw_values(config))
     except OptionError as error:
@@ -63,8 +63,8 @@ def case_of(item):
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: shards split what is selected
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once;
-    with --shard, keep only this shard's reference groups (diffbench.shard); with --resume, only the
-    groups the earlier run did not finish (diffbench.resume)."""
+    leave out the benchmark files of tasks not selected; with --shard, keep only this shard's reference
+    groups (diffbench.shard); with --resume, only the groups the earlier run did not finish (diffbench.resume)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):
@@ -73,10 +73,21 @@ def pytest_collection_modifyitems(config, items):
 
     items.sort(key=position)
     settings = config.stash[SETTINGS]
+    keep_only(config, items, *split_unselected_tasks(items, settings.tasks))
     if settings.shard is not None:
         keep_only(config, items, *split_items(items, settings.shard, case_of))
     if settings.resume is not None:
         keep_only(config, items, *split_unfinished(items, finished_cases(settings.resume), case_of))
+
+
+def split_unselected_tasks(items, tasks):
+    """(kept, deselected): a benchmark file of a task not in --tasks (controlnet, by default) is deselected,
+    not reported as a skipped empty parameter set; other tests stay."""
+    def unselected(item):
+        marker = item.get_closest_marker("task")
+        return marker is not None and marker.args[0] not in tasks
+
+    return [item for item in items if not unselected(item)], [item for item in items if unselected(item)]
 
 
 def keep_only(config, items, kept, deselected):

@@ -14,6 +14,7 @@ from diffbench import random_weights, tokenizers
 from diffbench.random_weights import (
     build_component,
     build_random_pipeline,
+    count_folder_parameters,
     count_parameters,
     materialize_config_folder,
 )
@@ -77,6 +78,31 @@ def tiny_call(pipe, arch: str) -> np.ndarray:
 def test_full_size_parameter_count(arch, component):
     expected, tolerance = EXPECTED_PARAMETERS[(arch, component)]
     assert count_parameters(arch, component) == pytest.approx(expected, rel=tolerance, abs=0)
+
+
+def test_full_size_controlnet_parameter_count():
+    from diffusers import ControlNetModel
+
+    folder = random_weights.fixtures_dir() / "models" / "sdxl-controlnet"
+    # diffusers/controlnet-canny-sdxl-1.0: 2.50 GB of fp16 weights, 1.25B parameters.
+    assert count_folder_parameters(ControlNetModel, folder) == 1_251_014_160
+
+
+@pytest.mark.parametrize(("arch", "embedding_channels"), [("sdxl", [16, 32, 96, 256]), ("tiny-sdxl", [8, 16, 32, 32])])
+def test_controlnet_configs_are_derived_from_their_unets(arch, embedding_channels):
+    """The committed configs are what ControlNetModel.from_unet makes of the committed UNet configs."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    models = random_weights.fixtures_dir() / "models"
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(models / arch / "unet"))
+        derived = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=tuple(embedding_channels),
+                                            load_weights_from_unet=False)
+    committed = random_weights.read_json(models / f"{arch}-controlnet" / "config.json")
+    assert committed["conditioning_embedding_out_channels"] == embedding_channels
+    for key, value in derived.config.items():
+        if not key.startswith("_"):
+            assert committed[key] == (list(value) if isinstance(value, tuple) else value), key
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)

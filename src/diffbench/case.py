@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from diffbench.errors import OptionError
 
-TASKS = {"t2i": "text-to-image", "i2i": "image-to-image"}
+TASKS = {"t2i": "text-to-image", "i2i": "image-to-image", "controlnet": "text-to-image conditioned on a control image"}
+# What runs without --tasks: controlnet cases run only when named, so default matrices keep their size.
+DEFAULT_TASKS = ("t2i", "i2i")
 
 _RESOLUTION = re.compile(r"^(\d+)(?:x(\d+))?$")
 

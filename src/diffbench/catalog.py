@@ -35,8 +35,11 @@ class ModelSpec:
         return tuple(self.pipelines)
 
 
-_SDXL_PIPELINES = {"t2i": "StableDiffusionXLPipeline", "i2i": "StableDiffusionXLImg2ImgPipeline"}
-_SDXL_CALL = {"i2i": {"strength": 0.8}}
+_SDXL_PIPELINES = {"t2i": "StableDiffusionXLPipeline", "i2i": "StableDiffusionXLImg2ImgPipeline",
+                   "controlnet": "StableDiffusionXLControlNetPipeline"}
+# 0.5: the conditioning scale diffusers' SDXL ControlNet example recommends "for good generalization".
+_CONTROLNET_CALL = {"controlnet_conditioning_scale": 0.5}
+_SDXL_CALL = {"i2i": {"strength": 0.8}, "controlnet": _CONTROLNET_CALL}
 _IP2P_PIPELINES = {"i2i": "StableDiffusionInstructPix2PixPipeline"}
 _IP2P_CALL = {"i2i": {"image_guidance_scale": 1.5}}
 _SD3_PIPELINES = {"t2i": "StableDiffusion3Pipeline"}
@@ -45,7 +48,8 @@ _EULER_A = "EulerAncestralDiscreteScheduler"
 # "DPM++ SDE Karras" is DPMSolverSDEScheduler with Karras sigmas (a second-order solver: two UNet
 # calls per step but the first, so 5 steps make 9 UNet calls); it needs the torchsde package.
 _LIGHTNING_STEPS = 5
-_LIGHTNING_CALL = {"t2i": {"guidance_scale": 1.5}, "i2i": {"strength": 0.8, "guidance_scale": 1.5}}
+_LIGHTNING_CALL = {"t2i": {"guidance_scale": 1.5}, "i2i": {"strength": 0.8, "guidance_scale": 1.5},
+                   "controlnet": {**_CONTROLNET_CALL, "guidance_scale": 1.5}}
 
 
 def _sdxl(name: str, hub_id: str) -> ModelSpec:

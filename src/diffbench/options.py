@@ -7,7 +7,8 @@ from typing import Any
 # (flag, type, help). Values stay strings/ints here; diffbench.settings validates them all at once.
 OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--models", str, "comma-separated models (default: all); see `diffbench models`"),
-    ("--tasks", str, "comma-separated tasks: t2i (text-to-image), i2i (image-to-image); default both"),
+    ("--tasks", str, "comma-separated tasks: t2i (text-to-image), i2i (image-to-image), controlnet (SDXL family: "
+                     "text-to-image with a ControlNet; runs only when named); default t2i,i2i"),
     ("--resolutions", str, "comma-separated sizes, 1024 or HEIGHTxWIDTH (default: each model's own)"),
     ("--backends", str, "comma-separated backends (default: eager,compile); see `diffbench backends`"),
     ("--weights", str, "hub (default) | random | tiny | PATH (folder or single file); per model with "
@@ -28,6 +29,11 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
                                "'{\"mode\": \"max-autotune\", \"fullgraph\": true, \"dynamic\": false, "
                                "\"memory_format\": \"channels_last\", \"fuse_qkv_projections\": true}'"),
     ("--input-image", str, "input image of image-to-image cases (default fixtures/images/astronaut.png)"),
+    ("--controlnet", str, "ControlNet of controlnet cases: random (default; full-size or tiny random weights from "
+                          "fixtures/models/*-controlnet, following --weights) | hub id, e.g. "
+                          "diffusers/controlnet-canny-sdxl-1.0 | folder written by save_pretrained"),
+    ("--control-image", str, "control image of controlnet cases, resized to each case's size (default: Canny "
+                             "edges of the input image)"),
     ("--quality-floor", str, "per-backend minimum SSIM/PSNR, e.g. compile=0.97/32 (defaults in README)"),
     ("--results-dir", str, "where each run's folder (results.jsonl, run.json, images/) goes "
                            "(default reports/runs)"),

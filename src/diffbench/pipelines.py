@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -24,6 +24,8 @@ class LoadedModel:
     pipe: Any
     load_s: float
     task_pipes: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # components only some tasks use (a ControlNet)
+    extra_load_s: dict[str, float] = field(default_factory=dict)
 
 
 class PipelineCache:
@@ -47,14 +49,28 @@ class PipelineCache:
             self.loads += 1
         return self._loaded
 
-    def task_pipeline(self, loaded: LoadedModel, spec: ModelSpec, task: str) -> Any:
-        """The pipeline for `task` over the loaded model's components (built once per task)."""
+    def task_pipeline(self, loaded: LoadedModel, spec: ModelSpec, task: str,
+                      extra_builders: dict[str, Callable[[Any], Any]] | None = None) -> Any:
+        """The pipeline for `task` over the loaded model's components (built once per task), plus the
+        components only this task uses, each built once per model by its builder (given the base
+        pipeline) and released with the model."""
         if task not in loaded.task_pipes:
+            extras = {name: self._extra(loaded, name, build) for name, build in (extra_builders or {}).items()}
             cls = pipeline_class(spec, task)
-            pipe = loaded.pipe if isinstance(loaded.pipe, cls) else share_components(loaded.pipe, cls)
+            pipe = loaded.pipe if isinstance(loaded.pipe, cls) else share_components(loaded.pipe, cls, extras)
             pipe.set_progress_bar_config(disable=True)
             loaded.task_pipes[task] = pipe
         return loaded.task_pipes[task]
+
+    def _extra(self, loaded: LoadedModel, name: str, build: Callable[[Any], Any]) -> Any:
+        if name not in loaded.extras:
+            device = str(loaded.key[3])
+            synchronize(device)
+            start = time.perf_counter()
+            loaded.extras[name] = build(loaded.pipe)
+            synchronize(device)
+            loaded.extra_load_s[name] = time.perf_counter() - start
+        return loaded.extras[name]
 
     def release(self) -> None:
         """Drop the cached model and return its memory to the device."""
@@ -64,14 +80,14 @@ class PipelineCache:
         release_memory()
 
 
-def share_components(pipe: Any, cls: type) -> Any:
-    """A `cls` pipeline over `pipe`'s very modules, dtypes untouched.
+def share_components(pipe: Any, cls: type, extras: dict[str, Any] | None = None) -> Any:
+    """A `cls` pipeline over `pipe`'s very modules (and `extras`, components `pipe` lacks), dtypes untouched.
 
     Not `cls.from_pipe(pipe)`: in diffusers 0.42 it casts every shared module to float32 in place
     unless given a dtype, which silently turned an fp16 SDXL into fp32 for every later case.
     """
     accepted = inspect.signature(cls.__init__).parameters
-    components = {name: module for name, module in pipe.components.items() if name in accepted}
+    components = {name: module for name, module in {**pipe.components, **(extras or {})}.items() if name in accepted}
     return cls(**components)
 
 

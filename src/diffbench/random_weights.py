@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -142,10 +142,22 @@ def build_model(
     arch: str, name: str, cls: type, torch_dtype: torch.dtype, device: str | torch.device, seed: int
 ) -> torch.nn.Module:
     """One model component with seeded random weights, created directly on device in torch_dtype."""
+    return build_model_from_folder(arch_dir(arch) / name, name, cls, torch_dtype, device, seed)
+
+
+def build_model_from_folder(
+    config_dir: Path, name: str, cls: type, torch_dtype: torch.dtype, device: str | torch.device, seed: int,
+    initialize: Callable[[torch.nn.Module], None] | None = None,
+) -> torch.nn.Module:
+    """A model of cls from the config in config_dir, seeded by (seed, name), created directly on device in
+    torch_dtype; `initialize` may change its fresh weights under the same seeded generator."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=rng_devices(device)), default_dtype(torch_dtype), device:
         torch.manual_seed(component_seed(seed, name))
-        model = instantiate_model(cls, arch_dir(arch) / name)
+        model = instantiate_model(cls, config_dir)
+        if initialize is not None:
+            with torch.no_grad():
+                initialize(model)
     keep_modules_in_float32(model, torch_dtype)
     return model.eval()
 
@@ -209,8 +221,13 @@ def count_parameters(arch: str, component: str) -> int:
     cls = import_class(library, class_name)
     if not is_model_class(cls):
         raise ValueError(f"{arch}/{component} is a {class_name}, not a model with parameters")
+    return count_folder_parameters(cls, arch_dir(arch) / component)
+
+
+def count_folder_parameters(cls: type, config_dir: Path) -> int:
+    """Parameters of a cls model built from the config in config_dir, on the meta device."""
     with torch.device("meta"):
-        model = instantiate_model(cls, arch_dir(arch) / component)
+        model = instantiate_model(cls, config_dir)
     return sum(parameter.numel() for parameter in model.parameters())
 
 

@@ -23,9 +23,10 @@ from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.flops import PipelineFlops
 from diffbench.isolated_case import CaseRequest, replay_rounds
 from diffbench.isolation import call_in_child
+from diffbench.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
+from diffbench.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.lora_switch import is_compiled, measure_switching
-from diffbench.inputs import default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.measure import (StepTimer, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
                                reset_peak_memory, timed)
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
@@ -257,10 +258,13 @@ class BenchSession:
         fixed: dict[str, Any] = dict(spec.call_kwargs.get(case.task, {}))
         fixed.update(num_inference_steps=steps or settings.steps_for(spec), num_images_per_prompt=batch or settings.batch,
                      output_type="np")
-        if case.task == "t2i":
-            fixed.update(height=size.height, width=size.width)
+        input_image = settings.input_image or default_input_image()
+        if case.task == "i2i":
+            fixed["image"] = load_input_image(input_image, size)
         else:
-            fixed["image"] = load_input_image(settings.input_image or default_input_image(), size)
+            fixed.update(height=size.height, width=size.width)
+        if case.task == CONTROLNET_TASK:
+            fixed["image"] = control_image(settings.control_image, input_image, size)
 
         def call(prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray:
             generator = torch.Generator("cpu").manual_seed(seed)
@@ -275,7 +279,10 @@ class BenchSession:
         loaded = self.cache.get(spec, record["weights"], settings.torch_dtype(spec, self.device),
                                 self.device, settings.variant)
         record["load_s"] = loaded.load_s
-        base = self.cache.task_pipeline(loaded, spec, case.task)
+        extra_components = task_components(case.task, spec, settings, self.device)  # the ControlNet
+        base = self.cache.task_pipeline(loaded, spec, case.task, extra_components)
+        if case.task == CONTROLNET_TASK:
+            record.update(control_record(case, settings, self.run_folder, loaded.extra_load_s.get("controlnet")))
         with adapter_in(base, settings.lora, case.lora_mode, self.device) as adapter:  # --lora: loaded, then removed
             record.update(adapter.record if adapter else {})
             self._measure_pipeline(case, spec, base, record, benchmark, adapter)

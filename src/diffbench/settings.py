@@ -11,8 +11,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from diffbench.backends.base import QualityFloor, get_backend_class, registry
-from diffbench.case import TASKS, Case, Resolution
+from diffbench.case import DEFAULT_TASKS, TASKS, Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec, get_model
+from diffbench.controlnet import RANDOM, parse_controlnet_source
 from diffbench.errors import OptionError
 from diffbench.lora import LoraSpec
 from diffbench.resume import check_resume_folder
@@ -29,7 +30,7 @@ class RunSettings:
     """Everything a run needs besides the case itself; one instance per pytest run."""
 
     models: tuple[str, ...] = tuple(MODELS)
-    tasks: tuple[str, ...] = tuple(TASKS)
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     resolutions: tuple[Resolution, ...] | None = None  # None: each model's defaults
     backends: tuple[str, ...] = DEFAULT_BACKENDS
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -46,6 +47,8 @@ class RunSettings:
     dtype: str = "auto"
     device: str = "auto"
     input_image: Path | None = None
+    controlnet: str = RANDOM  # --controlnet: random, a folder or a hub id
+    control_image: Path | None = None  # --control-image; None: Canny edges of the input image
     quality_floors: dict[str, QualityFloor] = field(default_factory=dict)
     results_dir: Path = Path("reports/runs")
     isolate: bool = False
@@ -130,14 +133,14 @@ def _check_weights(value: str) -> str:
     return str(path)
 
 
-def _check_image(value: str | None) -> Path | None:
+def _check_image(value: str | None, flag: str = "--input-image") -> Path | None:
     if not value:
         return None
     try:
         with Image.open(value) as image:
             image.verify()
     except (OSError, UnidentifiedImageError) as error:
-        raise OptionError(f"--input-image {value!r} is not a readable image: {error}") from None
+        raise OptionError(f"{flag} {value!r} is not a readable image: {error}; give a PNG or JPEG file") from None
     return Path(value)
 
 
@@ -199,7 +202,7 @@ def parse_backend_options(backend_configs: list[str] | None, compiler_config: st
 def build_settings(raw: dict[str, Any]) -> RunSettings:
     """Validate the raw option values (strings as typed, None when absent) into RunSettings."""
     models = _choose(_split(raw.get("models")) or list(MODELS), list(MODELS), "model")
-    tasks = _choose(_split(raw.get("tasks")) or list(TASKS), list(TASKS), "task")
+    tasks = _choose(_split(raw.get("tasks")) or list(DEFAULT_TASKS), list(TASKS), "task")
     backends = _choose(_split(raw.get("backends")) or list(DEFAULT_BACKENDS), list(registry()), "backend")
     resolutions = tuple(Resolution.parse(r) for r in _split(raw.get("resolutions"))) or None
     for name in ("steps", "warmups", "rounds", "batch", "prompts"):
@@ -225,7 +228,8 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
         rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
-        input_image=input_image,
+        input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
+        control_image=_check_image(raw.get("control_image"), "--control-image"),
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
         isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0), roofline=bool(raw.get("roofline")),

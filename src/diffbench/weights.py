@@ -32,7 +32,7 @@ def _loading_kwargs(cls: type, torch_dtype: torch.dtype, variant: str | None) ->
     return kwargs
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
@@ -46,13 +46,13 @@ def load_from_hub(spec: ModelSpec, torch_dtype: torch.dtype, variant: str | None
         f"download them with `hf download {spec.hub_id}`, or pass --weights {spec.name}=/path/to/local "
         "(a folder or a single .safetensors file), or --weights random for random full-size weights"
     )
-    if not cached and _hub_offline():
+    if not cached and hub_offline():
         raise UnavailableError(
             f"weights for {spec.name} ({spec.hub_id}) are not in the Hugging Face cache "
             f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: {how_to}"
         )
     try:
-        return cls.from_pretrained(spec.hub_id, local_files_only=_hub_offline(),
+        return cls.from_pretrained(spec.hub_id, local_files_only=hub_offline(),
                                    **_loading_kwargs(cls, torch_dtype, variant))
     except (OSError, ValueError) as error:  # diffusers reports absent or partial repos this way
         raise UnavailableError(f"could not load {spec.hub_id} ({type(error).__name__}: {error}); {how_to}") from error

@@ -92,6 +92,10 @@ class DeepCacheBackend(Backend):
         helper.set_params(cache_interval=self.options["cache_interval"],
                           cache_branch_id=block * 3 + self.options["cache_layer_id"])
         helper.enable()
+        if getattr(pipe, "controlnet", None) is not None:
+            # DeepCache wraps the UNet only (DeepCache 0.1.1's helper knows no ControlNet): it still runs in
+            # full every step, and on cached steps its deep residuals go unused. It works, but saves less.
+            logger.info("%s: the ControlNet is not cached; it runs in full at every step", self.name)
         pipe._diffbench_deepcache = helper
         return pipe
 

@@ -15,7 +15,7 @@ from diffbench.errors import OptionError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS = ("denoiser", "text_encoder", "text_encoder_2", "text_encoder_3")
+COMPONENTS = ("denoiser", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet")
 GRANULARITIES = ("auto", "row", "tensor")
 FP8_MIN_CAPABILITY = (8, 9)  # torch._scaled_mm's float8 kernels start with Ada (8.9) and Hopper (9.0)
 # torchao's recommended inductor settings for quantized matmuls (its recommended_inductor_config_setter).
