@@ -181,6 +181,30 @@ def test_a_warm_cache_warmup_gets_its_column_when_recorded(run_folders, tmp_path
     assert [row["warmup, warm cache s"] for row in rows] == ["-", "1.23"]
 
 
+def test_lora_cost_and_control_image_are_shown_with_their_group(run_folders, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folders[0], folder)
+    results = folder / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    for record in [r for r in records if r["case"].startswith(TINY)]:  # as LoRA and ControlNet cases record them
+        record.update(lora_load_s=1.25, lora_memory_gib=0.173, lora_layers=560,
+                      lora_fuse_s=0.119 if record["backend"] == "compile" else None,
+                      controlnet="random", controlnet_load_s=0.165, control_image="images/control.png")
+    results.write_text("".join(json.dumps(record) + "\n" for record in records))
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(folder / "images" / "control.png")
+    assert main(["report", str(folder), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| backend | LoRA load s"))
+    header = _cells(lines[start])
+    rows = [dict(zip(header, _cells(line))) for line in lines[start + 2:start + 4]]
+    assert [(r["backend"], r["LoRA load s"], r["fuse s"], r["layers with the adapter"]) for r in rows] == [
+        ("eager", "1.250", "-", "560"), ("compile", "1.250", "0.119", "560")]
+    assert "ControlNet: random, loaded in 0.165 s." in text
+    assert "](control-tiny-sdxl-t2i-128x128.png)" in text
+    assert Image.open(tmp_path / "out" / "control-tiny-sdxl-t2i-128x128.png").size == (8, 8)
+
+
 def test_files_are_replaced_whole_or_not_at_all(tmp_path):
     from diffbench.records import atomic_path, write_text_atomically
 

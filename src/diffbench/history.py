@@ -34,9 +34,13 @@ class Run:
 
     def image_path(self, case: str) -> Path | None:
         record = self.records.get(case) or {}
-        if self.folder is None or not record.get("image"):
+        return self.file_path(record["image"]) if record.get("image") else None
+
+    def file_path(self, relative: str) -> Path | None:
+        """A file the run folder's records name (an image), if it is there."""
+        if self.folder is None:
             return None
-        path = self.folder / record["image"]
+        path = self.folder / relative
         for candidate in (path, path.with_suffix(".jpg")):  # committed GPU runs keep JPEG copies (size)
             if candidate.is_file():
                 return candidate

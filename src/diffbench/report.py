@@ -9,6 +9,7 @@ from typing import Any
 
 from diffbench.history import Run
 from diffbench.records import write_text_atomically
+from diffbench.report_components import component_blocks
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
@@ -191,6 +192,7 @@ def group_section(key: GroupKey, entries: list[Entry], out_dir: Path, image_size
     write_grid(out_dir / name, group_title(key), *grid_rows(entries), image_size)
     blocks: list[Block] = [Heading(group_title(key)), Paragraph(group_settings(entries)),
                            group_table(entries, several_runs, with_cached_warmup),
+                           *component_blocks(entries, group_slug(key), out_dir, several_runs),
                            Figure(name, f"outputs of {group_title(key)}")]
     missing = [entry for entry in entries if _image_expected(entry.record)
                and entry.run.image_path(str(entry.record.get("case"))) is None]
