@@ -105,3 +105,26 @@ def test_the_report_shows_each_sweep_with_the_steps_plot(tmp_path):
     figure = next(block for block in blocks if isinstance(block, Figure))
     assert (tmp_path / figure.path).stat().st_size > 1000 and sum(isinstance(b, Table) for b in blocks) == 3
     assert sweep_blocks("eager", {"case": "x"}, tmp_path) == []
+
+
+def _swept(*points: tuple[str, int, int]) -> dict:
+    """A record of a 1024 case whose resolution sweep met (size, graphs compiled, limit hits) in order."""
+    return {"case": "m-t2i-1024-compile", "resolution": "1024x1024", "resolution_sweep": [
+        {"resolution": size, "graphs_compiled": graphs, "recompiled": graphs > 0, "compile_s": 10.0 * graphs,
+         "recompile_limit_hits": hits} for size, graphs, hits in points]}
+
+
+@pytest.mark.parametrize("points, verdict", [
+    ((("1024", 0, 0), ("768", 2, 0), ("512", 2, 0)), "recompiles at every new size"),
+    ((("1024", 0, 0), ("768", 2, 0), ("512", 0, 0), ("768x1344", 0, 0)), "recompiled at 768, then reused that graph"),
+    ((("1024", 0, 0), ("512", 0, 0)), "no recompile"),
+    ((("1024", 0, 0), ("768", 1, 0), ("512", 0, 1)), "hit the recompile limit: runs eagerly from then on"),
+])
+def test_the_recompile_verdict_reads_dynamos_counts(points, verdict):
+    from diffbench.report_sweeps import recompile_overview, recompile_verdict
+
+    record = _swept(*points)
+    assert recompile_verdict(record) == verdict
+    table = recompile_overview([("label", record), ("no sweep", {"case": "x"})])[-1]
+    assert table.rows == [["label", ", ".join(p[0] for p in points), str(sum(p[1] for p in points)),
+                           f"{10.0 * sum(p[1] for p in points):.2f}", verdict]]

@@ -13,7 +13,7 @@ from diffbench.report_components import component_blocks
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
-from diffbench.report_sweeps import sweep_blocks
+from diffbench.report_sweeps import recompile_overview, sweep_blocks
 from diffbench.summary import e2e_text, number, status_text
 
 logger = logging.getLogger(__name__)
@@ -269,6 +269,8 @@ def write_report(runs: list[Run], out_dir: Path, title: str | None = None,
     title = title or "diffbench report: " + ", ".join(labels)
     blocks: list[Block] = [Heading(title, 1), Heading("Runs"), stack_table(runs, labels), Paragraph(NOTES)]
     blocks += chart_section(groups, out_dir, colors)
+    blocks += recompile_overview([(str(entry.record.get("case")) + (f" ({entry.run_label})" if len(runs) > 1 else ""),
+                                   entry.record) for entries in groups.values() for entry in entries])
     for key, entries in groups.items():
         blocks += group_section(key, entries, out_dir, image_size, len(runs) > 1, with_cached_warmup)
     blocks += trend_section(runs, labels, out_dir, colors)

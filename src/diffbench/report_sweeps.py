@@ -39,3 +39,35 @@ def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Bloc
         blocks += [Heading(f"{label}: batch sweep", 3),
                    Table(["batch", "E2E s (median)", "images/s", "status"], rows)]
     return blocks + lora_blocks(label, record)
+
+
+def recompile_verdict(record: dict[str, Any]) -> str:
+    """One phrase for how a resolution sweep's pipeline met new sizes, from dynamo's counts."""
+    points = record["resolution_sweep"]
+    own = str(record.get("resolution", "")).split("x")
+    own_label = own[0] if len(set(own)) == 1 else "x".join(own)
+    new = [p for p in points if p["resolution"] != own_label]
+    recompiled = [p["resolution"] for p in points if p["recompiled"]]
+    if any(p["recompile_limit_hits"] for p in points):
+        return "hit the recompile limit: runs eagerly from then on"
+    if not recompiled:
+        return "no recompile"
+    if new and len(recompiled) >= len(new):
+        return "recompiles at every new size"
+    return f"recompiled at {', '.join(recompiled)}, then reused that graph"
+
+
+def recompile_overview(rows: list[tuple[str, dict[str, Any]]]) -> list[Block]:
+    """`Recompiles across sizes` for every (label, record) with a resolution sweep: which backend pays a
+    compile at every new size, at a glance; none without a sweep."""
+    swept = [(label, record) for label, record in rows if record.get("resolution_sweep")]
+    if not swept:
+        return []
+    table = [[label, ", ".join(p["resolution"] for p in record["resolution_sweep"]),
+              str(sum(p["graphs_compiled"] for p in record["resolution_sweep"])),
+              number(sum(p["compile_s"] for p in record["resolution_sweep"])), recompile_verdict(record)]
+             for label, record in swept]
+    return [Heading("Recompiles across sizes"), Paragraph(
+        "Each resolution sweep in one line: the sizes in the order run, the graphs torch compiled on the way "
+        "(dynamo's counters) and their cost (first call minus median). The sections below have each size."),
+        Table(["case", "sizes", "graphs compiled", "compile s", "verdict"], table)]
