@@ -48,7 +48,8 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
 
     from diffbench.catalog import MODELS
     from diffbench.records import RunFolder
-    from diffbench.runner import BenchSession, Reference
+    from diffbench.runner import BenchSession
+    from diffbench.runner_children import Reference
 
     importlib.import_module(request.backend_module)
     session = BenchSession(request.settings, RunFolder.existing(request.run_path, request.run_id))
