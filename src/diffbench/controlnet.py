@@ -73,21 +73,12 @@ def build_random_controlnet(folder: Path, torch_dtype: torch.dtype, device: str,
 def load_from_hub(hub_id: str, torch_dtype: torch.dtype) -> Any:
     """From the user's Hugging Face cache (downloading only when online and not cached)."""
     from diffusers import ControlNetModel
-    from huggingface_hub import constants, try_to_load_from_cache
 
-    from diffbench.weights import hub_offline
+    from diffbench.weights import from_hub
 
     how_to = (f"download it with `hf download {hub_id}`, or pass --controlnet /path/to/folder, or "
               "--controlnet random for random weights")
-    cached = isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
-    if not cached and hub_offline():
-        raise UnavailableError(f"the ControlNet {hub_id} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
-                               f"and HF_HUB_OFFLINE is set: {how_to}")
-    try:
-        return ControlNetModel.from_pretrained(hub_id, torch_dtype=torch_dtype, local_files_only=hub_offline())
-    except (OSError, ValueError) as error:  # diffusers reports absent or partial repos this way
-        raise UnavailableError(f"could not load the ControlNet {hub_id} ({type(error).__name__}: {error}); "
-                               f"{how_to}") from error
+    return from_hub(ControlNetModel, hub_id, f"the ControlNet {hub_id}", how_to, torch_dtype=torch_dtype)
 
 
 def load_controlnet(source: str, spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str) -> Any:

@@ -37,25 +37,30 @@ def hub_offline() -> bool:
 
 
 def load_from_hub(spec: ModelSpec, torch_dtype: torch.dtype, variant: str | None) -> Any:
-    """From the user's Hugging Face cache (downloading only when online and not cached)."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
+    """The model's pipeline from the user's Hugging Face cache (downloading only when online and not cached)."""
     cls = pipeline_class(spec)
-    cached = isinstance(try_to_load_from_cache(spec.hub_id, "model_index.json"), str)
     how_to = (
         f"download them with `hf download {spec.hub_id}`, or pass --weights {spec.name}=/path/to/local "
         "(a folder or a single .safetensors file), or --weights random for random full-size weights"
     )
+    return from_hub(cls, spec.hub_id, f"{spec.name} ({spec.hub_id})", how_to, "model_index.json",
+                    **_loading_kwargs(cls, torch_dtype, variant))
+
+
+def from_hub(cls: type, hub_id: str, label: str, how_to: str, marker: str = "config.json", **kwargs: Any) -> Any:
+    """`cls.from_pretrained(hub_id)` from the Hugging Face cache (downloading only when online and not cached):
+    a repo absent offline (no `marker` file cached) or absent or partial online is an UnavailableError
+    naming `label` and saying `how_to` get it."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(hub_id, marker), str)
     if not cached and hub_offline():
-        raise UnavailableError(
-            f"weights for {spec.name} ({spec.hub_id}) are not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: {how_to}"
-        )
+        raise UnavailableError(f"{label} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+                               f"HF_HUB_OFFLINE is set: {how_to}")
     try:
-        return cls.from_pretrained(spec.hub_id, local_files_only=hub_offline(),
-                                   **_loading_kwargs(cls, torch_dtype, variant))
+        return cls.from_pretrained(hub_id, local_files_only=hub_offline(), **kwargs)
     except (OSError, ValueError) as error:  # diffusers reports absent or partial repos this way
-        raise UnavailableError(f"could not load {spec.hub_id} ({type(error).__name__}: {error}); {how_to}") from error
+        raise UnavailableError(f"could not load {label} ({type(error).__name__}: {error}); {how_to}") from error
 
 
 def load_local(spec: ModelSpec, path: Path, torch_dtype: torch.dtype, variant: str | None) -> Any:
