@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,13 +12,13 @@ import torch
 from diffbench.catalog import ModelSpec
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.random_weights import build_model_from_folder, fixtures_dir
+from diffbench.weights import HUB_ID
 
 logger = logging.getLogger(__name__)
 
 RANDOM = "random"
 TASK = "controlnet"
 EXAMPLE_HUB_ID = "diffusers/controlnet-canny-sdxl-1.0"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # OWNER/NAME, as on the Hugging Face hub
 # Settings a ControlNet must share with the UNet it feeds: its residuals are added to the UNet's features.
 MATCHING_CONFIG_KEYS = ("block_out_channels", "cross_attention_dim", "in_channels")
 
@@ -36,7 +35,7 @@ def parse_controlnet_source(text: str | None) -> str:
         if not (path.is_dir() and (path / "config.json").is_file()):
             raise OptionError(f"--controlnet {value!r} is not a ControlNet folder (no config.json in it); {valid}")
         return str(path)
-    if _HUB_ID.match(value):
+    if HUB_ID.match(value):
         return value
     raise OptionError(f"--controlnet {value!r} is neither `random`, an existing folder, nor a hub id "
                       f"OWNER/NAME; {valid}")

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 
 from diffbench.errors import OptionError, UnavailableError
+from diffbench.weights import HUB_ID
 
 # The attention projections, as diffusers' own LoRA training scripts target them.
 ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 B_STD = 0.02  # lora_B's spread: a visible change to the image that does not swamp the weights
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 LORA_FORMS = ("random:RANK (e.g. random:64)", "a local .safetensors file or a folder holding one",
               "a Hugging Face hub id such as latent-consistency/lcm-lora-sdxl")
 PEFT_HINT = "LoRA cases need peft: pip install peft (or the 'lora' extra: pip install -e '.[lora]')"
@@ -64,7 +64,7 @@ def parse_lora(text: str) -> LoraSpec:
         return LoraSpec(kind="file", source=str(path))
     if path.suffix == ".safetensors" or text.startswith((".", "/", "~")) or path.exists():
         raise OptionError(f"--lora {text!r} is not an existing .safetensors file or folder; --lora takes {forms}")
-    if _HUB_ID.match(text):
+    if HUB_ID.match(text):
         return LoraSpec(kind="hub", source=text)
     raise OptionError(f"--lora {text!r} is not understood; --lora takes {forms}")
 

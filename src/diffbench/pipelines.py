@@ -5,14 +5,13 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
 from diffbench.catalog import ModelSpec
-from diffbench.measure import synchronize
+from diffbench.measure import timed
 from diffbench.weights import load_pipeline, pipeline_class
 
 logger = logging.getLogger(__name__)
@@ -41,11 +40,8 @@ class PipelineCache:
         if self._loaded is None or self._loaded.key != key:
             self.release()
             logger.info("building %s (weights=%s, %s, %s)", spec.name, weights, torch_dtype, device)
-            synchronize(device)
-            start = time.perf_counter()
-            pipe = load_pipeline(spec, weights, torch_dtype, device, variant)
-            synchronize(device)
-            self._loaded = LoadedModel(key, pipe, time.perf_counter() - start)
+            load_s, pipe = timed(device, load_pipeline, spec, weights, torch_dtype, device, variant)
+            self._loaded = LoadedModel(key, pipe, load_s)
             self.loads += 1
         return self._loaded
 
@@ -64,12 +60,7 @@ class PipelineCache:
 
     def _extra(self, loaded: LoadedModel, name: str, build: Callable[[Any], Any]) -> Any:
         if name not in loaded.extras:
-            device = str(loaded.key[3])
-            synchronize(device)
-            start = time.perf_counter()
-            loaded.extras[name] = build(loaded.pipe)
-            synchronize(device)
-            loaded.extra_load_s[name] = time.perf_counter() - start
+            loaded.extra_load_s[name], loaded.extras[name] = timed(str(loaded.key[3]), build, loaded.pipe)
         return loaded.extras[name]
 
     def release(self) -> None:

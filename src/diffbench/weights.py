@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ def _loading_kwargs(cls: type, torch_dtype: torch.dtype, variant: str | None) ->
         # Benchmarks time the model, not the NSFW filter (and random weights would trip it).
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     return kwargs
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # OWNER/NAME, as on the Hugging Face hub
 
 
 def hub_offline() -> bool:
