@@ -297,6 +297,7 @@ def expand_matrix(settings: RunSettings) -> list[Case]:
     # Eager first in each group: its timing makes the speedups and its images the reference.
     backends = sorted(settings.backends, key=lambda name: name != "eager")
     cases = []
+    lora = settings.lora.label if settings.lora else None
     for model in settings.models:
         spec = MODELS[model]
         for task in settings.tasks:
@@ -304,7 +305,6 @@ def expand_matrix(settings: RunSettings) -> list[Case]:
                 continue  # e.g. ip2p has no text-to-image pipeline: no case, not a skip
             for resolution in model_resolutions(settings, spec):
                 for lora_mode in settings.lora_modes or (None,):
-                    lora = settings.lora.label if settings.lora else None
                     cases.extend(Case(model, task, resolution, backend, lora, lora_mode) for backend in backends)
     if not cases:
         supported = "; ".join(f"{m}: {', '.join(MODELS[m].tasks)}" for m in settings.models)
