@@ -124,10 +124,51 @@ def test_backends_that_cannot_carry_a_lora_skip_with_the_reason(tmp_path):
     ({"lora_modes": "fused"}, "--lora-modes needs --lora"),
     ({"lora_switch": True}, "--lora-switch needs --lora"),
     ({"lora": "random:-2"}, "positive rank"),
+    ({"lora": "random:4", "lora_switch": "swap,melt"},
+     "unknown --lora-switch scenario 'melt'; valid --lora-switch scenarios: swap, scale, unload"),
 ])
 def test_bad_lora_options_are_usage_errors(raw, message):
     with pytest.raises(OptionError, match=message):
         build_settings({"models": "tiny-sdxl", **raw})
+
+
+@pytest.mark.parametrize("given, chosen", [(True, ("swap", "scale", "unload")), ("unload,swap", ("unload", "swap")),
+                                           (None, ())])
+def test_lora_switch_takes_the_scenarios_to_run_in_order(given, chosen):
+    settings = build_settings({"models": "tiny-sdxl", "lora": "random:4", "lora_switch": given})
+    assert settings.lora_switch == chosen
+    assert ("hotswap" in settings.lora_modes) == bool(chosen)
+
+
+def test_an_interrupted_switch_keeps_the_finished_ones_and_records_the_one_under_way(monkeypatch):
+    """Ctrl-C or a time limit's SIGTERM during the call after a switch (a recompile can take minutes on a
+    GPU): the switches before it stay in the results, the one under way is appended as interrupted, and
+    the interrupt goes on up (the run stops)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from diffbench import lora_switch
+    from diffbench.backends.base import QualityFloor
+
+    done = []
+    monkeypatch.setattr(lora_switch, "operations", lambda view, adapter: {
+        name: (lambda name=name: done.append(name)) for name in ("swap", "scale", "unload")})
+    image = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
+
+    def call():
+        if done[-1] == "scale":
+            raise KeyboardInterrupt  # as interrupt.Terminated is, from SIGTERM
+        return image
+
+    results = []
+    adapter = SimpleNamespace(mode="unfused")
+    with pytest.raises(KeyboardInterrupt):
+        lora_switch.measure_switching(None, adapter, call, lambda: image, 2, "cpu", QualityFloor(0.99, 30.0), results)
+    assert done == ["swap", "scale"]  # unload never ran
+    assert [r["scenario"] for r in results] == ["swap", "scale"]
+    assert results[0]["matches_eager"] and len(results[0]["e2e_rounds_s"]) == 2 and "interrupted" not in results[0]
+    assert results[1]["interrupted"] and results[1]["elapsed_s"] >= 0 and "graphs_compiled" not in results[1]
 
 
 def test_lora_cases_are_selected_with_k_lora_and_bad_values_are_usage_errors_on_the_command_line():
@@ -155,3 +196,6 @@ def test_the_report_shows_the_switching_table_of_a_lora_case(tmp_path):
     assert "compile: LoRA switching (random:64, hotswap)" in text and "on 700 layers" in text
     assert "| swap | yes | 0.121 | 0 | - | 0.46 | 0.332 | 1.0000 | 100.0 | yes |" in text
     assert group_key(record) == ("sdxl", "t2i", "1024x1024 lora random:64 hotswap")
+    record["lora_switch"].append({"scenario": "unload", "hotswap": True, "interrupted": True, "elapsed_s": 97.04})
+    text = to_markdown(sweep_blocks("compile", record, tmp_path))
+    assert "| unload | yes | interrupted after 97.0 s | - | - | - | - | - | - | - |" in text

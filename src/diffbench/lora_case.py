@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("unfused", "fused", "hotswap")
 DEFAULT_MODES = ("unfused", "fused")
+SWITCHES = ("swap", "scale", "unload")  # --lora-switch's scenarios, in their default order (diffbench.lora_switch)
 # What diffusers' loading leaves on a module that had no adapter before: removed again afterwards.
 _PEFT_ATTRIBUTES = ("peft_config", "_hf_peft_config_loaded", "_prepare_lora_hotswap_kwargs")
 

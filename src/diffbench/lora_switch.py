@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -11,13 +12,12 @@ import numpy as np
 from diffbench.backends.base import QualityFloor
 from diffbench.compile_watch import CompileWatch
 from diffbench.lora import random_like, random_lora_state_dict
-from diffbench.lora_case import ActiveAdapter
+from diffbench.lora_case import SWITCHES, ActiveAdapter
 from diffbench.measure import timed
 from diffbench.quality import assess
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS = ("swap", "scale", "unload")
 SWITCH_SCALE = 0.5  # the adapter's weight in the `scale` scenario
 
 
@@ -73,33 +73,46 @@ def is_compiled(pipe: Any, adapter: ActiveAdapter) -> bool:
 
 
 def measure_switching(view: Any, adapter: ActiveAdapter, call: Callable[[], np.ndarray],
-                      eager_call: Callable[[], np.ndarray], rounds: int, device: str,
-                      floor: QualityFloor) -> list[dict[str, Any]]:
-    """The scenarios in order (swap, then scale the new adapter, then unload it) on the compiled, warm
-    pipeline behind `call`: each switch's time, what the next call compiled (dynamo's counters) and
-    took, the median of `rounds` calls after it, and its images against eager of the same state."""
-    results = []
-    for scenario, operation in operations(view, adapter).items():
-        switch_s, _ = timed(device, operation)
-        with CompileWatch() as watch:
-            next_call_s, _ = timed(device, call)
-        seconds, images = [], None
-        for _ in range(rounds):
-            elapsed, images = timed(device, call)
-            seconds.append(elapsed)
-        quality = assess(list(eager_call()), list(images), floor)
-        summary = quality.summary()
-        results.append({
-            "scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap", "switch_s": switch_s,
-            "graphs_compiled": watch.activity.graphs, "recompile_limit_hits": watch.activity.limit_hits,
-            "next_call_s": next_call_s, "e2e_s": statistics.median(seconds), "e2e_rounds_s": seconds,
-            "ssim_min": summary["ssim"], "psnr_min": summary["psnr"], "matches_eager": quality.passed,
-            "message": "; ".join(quality.failures) or None,
-        })
-        if not quality.passed:
-            logger.warning("LoRA switch %s (%s): the compiled output no longer matches eager: %s", scenario,
-                           adapter.mode, results[-1]["message"])
-        logger.info("LoRA switch %s (%s): %.3f s, next call %.3f s with %d graph(s) compiled, then %.3f s; "
-                    "SSIM %s vs eager", scenario, adapter.mode, switch_s, next_call_s, watch.activity.graphs,
-                    results[-1]["e2e_s"], summary["ssim"])
-    return results
+                      eager_call: Callable[[], np.ndarray], rounds: int, device: str, floor: QualityFloor,
+                      results: list[dict[str, Any]], scenarios: tuple[str, ...] = SWITCHES) -> None:
+    """`scenarios` in order (by default swap, then scale the new adapter, then unload it) on the compiled,
+    warm pipeline behind `call`: each switch's time, what the next call compiled (dynamo's counters) and
+    took, the median of `rounds` calls after it, and its images against eager of the same state. Each is
+    appended to `results` as it finishes, so an interrupted run (Ctrl-C, SIGTERM from a time limit) keeps
+    the finished ones, and the one under way is appended as `interrupted` with how long it had run."""
+    available = operations(view, adapter)
+    for scenario in scenarios:
+        started = time.perf_counter()
+        try:
+            results.append(_switch(scenario, available[scenario], adapter, call, eager_call, rounds, device, floor))
+        except KeyboardInterrupt:
+            results.append({"scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap",
+                            "interrupted": True, "elapsed_s": time.perf_counter() - started})
+            raise
+
+
+def _switch(scenario: str, operation: Callable[[], None], adapter: ActiveAdapter, call: Callable[[], np.ndarray],
+            eager_call: Callable[[], np.ndarray], rounds: int, device: str, floor: QualityFloor) -> dict[str, Any]:
+    switch_s, _ = timed(device, operation)
+    with CompileWatch() as watch:
+        next_call_s, _ = timed(device, call)
+    seconds, images = [], None
+    for _ in range(rounds):
+        elapsed, images = timed(device, call)
+        seconds.append(elapsed)
+    quality = assess(list(eager_call()), list(images), floor)
+    summary = quality.summary()
+    result = {
+        "scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap", "switch_s": switch_s,
+        "graphs_compiled": watch.activity.graphs, "recompile_limit_hits": watch.activity.limit_hits,
+        "next_call_s": next_call_s, "e2e_s": statistics.median(seconds), "e2e_rounds_s": seconds,
+        "ssim_min": summary["ssim"], "psnr_min": summary["psnr"], "matches_eager": quality.passed,
+        "message": "; ".join(quality.failures) or None,
+    }
+    if not quality.passed:
+        logger.warning("LoRA switch %s (%s): the compiled output no longer matches eager: %s", scenario,
+                       adapter.mode, result["message"])
+    logger.info("LoRA switch %s (%s): %.3f s, next call %.3f s with %d graph(s) compiled, then %.3f s; "
+                "SSIM %s vs eager", scenario, adapter.mode, switch_s, next_call_s, watch.activity.graphs,
+                result["e2e_s"], summary["ssim"])
+    return result

@@ -78,9 +78,11 @@ def add_options(parser: Any) -> None:
                     help="run each compiled case in a fresh process with an empty inductor cache folder, then "
                          "warm up again in a second fresh process sharing it: records warmup_s (cold) and "
                          "warmup_cached_s (warm on-disk cache); doubles those cases' time")
-    group.addoption("--lora-switch", action="store_true", dest="diffbench_lora_switch",
+    group.addoption("--lora-switch", nargs="?", const=True, default=None, dest="diffbench_lora_switch",
+                    metavar="SCENARIOS",
                     help="after each compiled LoRA case, swap the adapter, change its scale and unload it on the warm "
-                         "pipeline: switch time, graphs recompiled, next-call time and quality vs eager (lora_switch)")
+                         "pipeline: switch time, graphs recompiled, next-call time and quality vs eager (lora_switch); "
+                         "--lora-switch=swap,unload runs only those, in that order (default all three)")
     group.addoption("--case-timeout", type=float, dest="diffbench_case_timeout", default=None,
                     help="seconds an isolated case may take before its child is killed and the case "
                          "recorded as failed (default 1800)")

@@ -244,8 +244,10 @@ class BenchSession(ChildMeasurement):
         """`--lora-switch` on the compiled, warm pipeline; eager images of each state from an uncompiled view."""
         view = uncompiled_view(pipe)
         call, eager_call = self._caller(pipe, spec, case), self._caller(view, spec, case)
-        record["lora_switch"] = measure_switching(view, adapter, lambda: call(*pair), lambda: eager_call(*pair),
-                                                  self.settings.rounds, self.device, self.settings.quality_floor(case.backend))
+        record["lora_switch"] = []  # filled switch by switch: an interrupted run keeps the finished ones
+        measure_switching(view, adapter, lambda: call(*pair), lambda: eager_call(*pair), self.settings.rounds,
+                          self.device, self.settings.quality_floor(case.backend), record["lora_switch"],
+                          self.settings.lora_switch)
 
     def _count_flops(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str) -> PipelineFlops:
         """One call's FLOPs, counted once per case group and computation (`counted_as`)."""

@@ -62,7 +62,7 @@ class RunSettings:
     shard: Shard | None = None  # --shard: run only this share of the selected cases
     lora: LoraSpec | None = None  # --lora: every case runs with this adapter, in each of lora_modes
     lora_modes: tuple[str, ...] = ()
-    lora_switch: bool = False  # --lora-switch: switching scenarios after compiled LoRA cases
+    lora_switch: tuple[str, ...] = ()  # --lora-switch: the switching scenarios run after compiled LoRA cases
 
     def weights_for(self, spec: ModelSpec) -> str:
         if spec.is_tiny:
@@ -251,9 +251,12 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
 def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
     """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.lora_case has the modes)."""
     from diffbench.lora import parse_lora
-    from diffbench.lora_case import DEFAULT_MODES, MODES
+    from diffbench.lora_case import DEFAULT_MODES, MODES, SWITCHES
 
-    text, modes, switch = raw.get("lora"), _split(raw.get("lora_modes")), bool(raw.get("lora_switch"))
+    text, modes, switch = raw.get("lora"), _split(raw.get("lora_modes")), raw.get("lora_switch")
+    if switch is True:  # the flag given without a list (or from Python): every scenario
+        switch = ",".join(SWITCHES)
+    switch = _choose(_split(switch), list(SWITCHES), "--lora-switch scenario") if switch else ()
     if not text:
         if modes or switch:
             raise OptionError(f"--{'lora-modes' if modes else 'lora-switch'} needs --lora, e.g. --lora random:64")
