@@ -268,3 +268,42 @@ def test_a_failure_does_not_hold_the_cases_memory(tmp_path, caplog):
     assert FailingAfterCopyBackend.copies[-1]() is None
     assert failure.__context__ is None and failure.__cause__ is None
     assert "compiler crashed" in caplog.text and "Traceback" in caplog.text  # the full traceback is logged
+
+
+def test_settled_compares_the_last_two_calls_relative_to_the_faster():
+    from diffbench.measure import settled
+
+    assert not settled([]) and not settled([1.0])
+    assert not settled([5.3, 1.44]) and not settled([1.44, 1.14])
+    assert settled([1.14, 0.95, 0.90]) and settled([0.90, 0.99])  # 10% of 0.90 is 0.09
+    assert not settled([0.90, 0.991])
+
+
+def test_warmup_goes_on_until_two_calls_agree_then_times(tmp_path, monkeypatch):
+    """A fresh process's first calls are slow (5.3, 1.44, 1.14 s on an H100 for eager SDXL): with the default
+    --max-warmups the case warms up until two calls agree within 10%; --max-warmups 1 keeps one warmup."""
+    from diffbench import runner
+
+    real_timed, script = runner.timed, []
+
+    def scripted(device, function, *args, **kwargs):
+        seconds, result = real_timed(device, function, *args, **kwargs)
+        return (script.pop(0) if script else seconds), result
+
+    monkeypatch.setattr(runner, "timed", scripted)
+    session = make_session(tmp_path, rounds=1, prompts=1)
+    script[:] = [5.0, 1.5, 1.0, 0.95, 7.0]  # settles at the 4th call; 7.0 would be a timed round
+    record = session.run(expand_matrix(session.settings)[0], RecordingBenchmark())
+    assert record["warmup_rounds_s"] == [5.0, 1.5, 1.0, 0.95] and record["warmup_s"] == 5.0
+    assert record["warmup_settled"] is True and record["e2e_rounds_s"] == [7.0]
+
+    script[:] = [5.0, 1.5, 1.0, 0.7, 0.5, 9.0]  # never two alike: stops at --max-warmups calls in all
+    session = make_session(tmp_path / "b", rounds=1, prompts=1, max_warmups=5)
+    record = session.run(expand_matrix(session.settings)[0], RecordingBenchmark())
+    assert record["warmup_rounds_s"] == [5.0, 1.5, 1.0, 0.7, 0.5] and record["warmup_settled"] is False
+    assert record["e2e_rounds_s"] == [9.0]
+
+    script[:] = [5.0, 1.5]
+    session = make_session(tmp_path / "c", rounds=1, prompts=1, max_warmups=1)
+    record = session.run(expand_matrix(session.settings)[0], RecordingBenchmark())
+    assert record["warmup_rounds_s"] == [5.0] and record["warmup_settled"] is None and record["e2e_rounds_s"] == [1.5]

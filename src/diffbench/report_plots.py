@@ -108,3 +108,25 @@ def steps_plot(record: dict[str, Any], path: Path) -> Path:
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
     return path
+
+
+def batch_plot(record: dict[str, Any], path: Path) -> Path:
+    """Images per second against batch size (log2 axis), the batch that ran out of memory marked on it."""
+    points = record["batch_sweep"]
+    done = [p for p in points if p["status"] == "ok"]
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.add_subplot()
+    axes.plot([p["batch"] for p in done], [p["images_per_s"] for p in done], "o-", label="images/s (median)")
+    for point in points:
+        if point["status"] != "ok":
+            axes.axvline(point["batch"], color="tab:red", linestyle="--", label=f"batch {point['batch']}: {point['status']}")
+    axes.set_xscale("log", base=2)
+    axes.set_xticks([p["batch"] for p in points], [str(p["batch"]) for p in points])
+    axes.set_ylim(bottom=0)
+    axes.set(xlabel="batch size (images per call)", ylabel="images per second",
+             title=f"{record['case']}: throughput against batch")
+    axes.legend(loc="lower right", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    return path

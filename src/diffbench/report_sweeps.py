@@ -7,7 +7,7 @@ from typing import Any
 
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report_lora import lora_blocks
-from diffbench.report_plots import steps_plot
+from diffbench.report_plots import batch_plot, steps_plot
 from diffbench.summary import number
 
 
@@ -36,8 +36,10 @@ def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Bloc
         rows = [[str(p["batch"]), number(p.get("e2e_s"), 3), number(p.get("images_per_s")),
                  p["status"] if p["status"] == "ok" else f"{p['status']}: {p.get('message', '')}"]
                 for p in record["batch_sweep"]]
+        name = f"batch-{case}.png"
+        batch_plot(record, out_dir / name)
         blocks += [Heading(f"{label}: batch sweep", 3),
-                   Table(["batch", "E2E s (median)", "images/s", "status"], rows)]
+                   Table(["batch", "E2E s (median)", "images/s", "status"], rows), Figure(name, f"batch sweep of {case}")]
     return blocks + lora_blocks(label, record)
 
 

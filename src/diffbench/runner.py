@@ -24,7 +24,7 @@ from diffbench.controlnet import TASK as CONTROLNET_TASK, control_record, task_c
 from diffbench.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.lora_switch import is_compiled, measure_switching
-from diffbench.measure import (StepTimer, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
+from diffbench.measure import (StepTimer, settled, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
                                reset_peak_memory, timed)
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
@@ -266,14 +266,16 @@ class BenchSession(ChildMeasurement):
         call = self._caller(pipe, spec, case)
         rounds = Rounds()
         warmups = []
-        logger.info("%s: %d warmup call(s)%s", case.id, settings.warmups,
+        logger.info("%s: %d+ warmup call(s)%s", case.id, settings.warmups,
                     " (this is where it compiles)" if case.backend != "eager" else "")
-        with CompileWatch() as warmup_watch:
-            for _ in range(settings.warmups):
+        limit = max(settings.warmups, settings.max_warmups) if settings.warmups else 0
+        with CompileWatch() as warmup_watch:  # --warmups calls, then more until two agree (--max-warmups)
+            while len(warmups) < limit and (len(warmups) < settings.warmups or not settled(warmups)):
                 seconds, images = timed(self.device, call, *pairs[0])
                 warmups.append(seconds)
                 rounds.first_images = images if rounds.first_images is None else rounds.first_images
-        record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0])
+        record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0],
+                      warmup_settled=settled(warmups) if len(warmups) > settings.warmups else None)
         record.update(warmup_watch.activity.as_record("warmup"))
         logger.info("%s: warmup %s s; timing %d rounds", case.id,
                     ", ".join(f"{w:.2f}" for w in warmups) or "-", settings.rounds)

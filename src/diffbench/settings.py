@@ -39,6 +39,7 @@ class RunSettings:
     variant: str | None = None
     steps: int | None = None
     warmups: int = 1
+    max_warmups: int = 5  # more warmup calls, until two agree (measure.settled), up to this many in all
     rounds: int = 3
     batch: int = 1
     seed: int = 333
@@ -205,7 +206,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     tasks = _choose(_split(raw.get("tasks")) or list(DEFAULT_TASKS), list(TASKS), "task")
     backends = _choose(_split(raw.get("backends")) or list(DEFAULT_BACKENDS), list(registry()), "backend")
     resolutions = tuple(Resolution.parse(r) for r in _split(raw.get("resolutions"))) or None
-    for name in ("steps", "warmups", "rounds", "batch", "prompts"):
+    for name in ("steps", "warmups", "max_warmups", "rounds", "batch", "prompts"):
         _positive(name, raw.get(name), minimum=0 if name == "warmups" else 1)
     dtype = DTYPE_ALIASES.get(raw.get("dtype") or "auto", raw.get("dtype") or "auto")
     if dtype not in ("auto", *DTYPES):
@@ -226,6 +227,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         models=models, tasks=tasks, resolutions=resolutions, backends=backends,
         backend_options=backend_options, weights=per_model_weights, default_weights=default_weights,
         variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
+        max_warmups=_or(raw.get("max_warmups"), 5),
         rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
         input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
