@@ -17,8 +17,7 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--steps", int, "denoising steps (default: the model's, 10 for the SDXL family, 28 for SD3.5)"),
     ("--warmups", int, "untimed-for-E2E warmup calls; the first is recorded as warmup_s (default 1)"),
     ("--max-warmups", int, "after --warmups calls, warm up on until two calls in a row agree within 10%, up to this "
-                           "many calls in all (default 5; equal to --warmups turns it off): a fresh eager process "
-                           "on a GPU can run its first calls 30-70% slower"),
+                           "many calls in all (default 5; equal to --warmups turns it off)"),
     ("--rounds", int, "timed rounds per case; E2E is their median (default 3)"),
     ("--batch", int, "images per prompt (default 1)"),
     ("--seed", int, "seed of the first prompt; quality prompt i uses seed+i (default 333)"),
