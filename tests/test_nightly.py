@@ -18,7 +18,8 @@ from diffbench.history import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
-SCRIPTS = [ROOT / ".ci" / name for name in ("nightly", "multi-gpu", "run", "setup", "bench", "gpu-run", "onediff-env")]
+SCRIPTS = [ROOT / ".ci" / name for name in ("nightly", "multi-gpu", "run", "setup", "bench", "gpu-run", "gpu-matrix",
+                                            "gpu-probe-harness", "onediff-env")]
 # Two reference groups (t2i, i2i) of one case each: one per shard.
 ARGUMENTS = ("-q", "-k", "tiny-sdxl", "--backends", "eager", "--device", "cpu", "--steps", "2", "--rounds", "1",
              "--prompts", "1")
