@@ -83,16 +83,18 @@ def measure_switching(view: Any, adapter: ActiveAdapter, call: Callable[[], np.n
     available = operations(view, adapter)
     for scenario in scenarios:
         started = time.perf_counter()
+        which = {"scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap"}
         try:
-            results.append(_switch(scenario, available[scenario], adapter, call, eager_call, rounds, device, floor))
+            results.append({**which, **_switch(scenario, available[scenario], adapter, call, eager_call, rounds,
+                                               device, floor)})
         except KeyboardInterrupt:
-            results.append({"scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap",
-                            "interrupted": True, "elapsed_s": time.perf_counter() - started})
+            results.append({**which, "interrupted": True, "elapsed_s": time.perf_counter() - started})
             raise
 
 
 def _switch(scenario: str, operation: Callable[[], None], adapter: ActiveAdapter, call: Callable[[], np.ndarray],
             eager_call: Callable[[], np.ndarray], rounds: int, device: str, floor: QualityFloor) -> dict[str, Any]:
+    """One switch and the calls after it: its measured fields (the caller adds which switch it was)."""
     switch_s, _ = timed(device, operation)
     with CompileWatch() as watch:
         next_call_s, _ = timed(device, call)
@@ -103,7 +105,7 @@ def _switch(scenario: str, operation: Callable[[], None], adapter: ActiveAdapter
     quality = assess(list(eager_call()), list(images), floor)
     summary = quality.summary()
     result = {
-        "scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap", "switch_s": switch_s,
+        "switch_s": switch_s,
         "graphs_compiled": watch.activity.graphs, "recompile_limit_hits": watch.activity.limit_hits,
         "next_call_s": next_call_s, "e2e_s": statistics.median(seconds), "e2e_rounds_s": seconds,
         "ssim_min": summary["ssim"], "psnr_min": summary["psnr"], "matches_eager": quality.passed,

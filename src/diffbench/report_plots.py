@@ -25,6 +25,13 @@ class TrendPoint(NamedTuple):
     high: float
 
 
+def _save(figure: Figure, path: Path) -> None:
+    """Write `figure` as a PNG at `path` (its folder made if need be), never leaving half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+
+
 def backend_colors(backends: list[str]) -> dict[str, str]:
     """One color per backend, the same in every chart; eager is gray."""
     others = [name for name in backends if name != "eager"]
@@ -61,8 +68,7 @@ def grouped_bars(values: dict[str, dict[str, float]], path: Path, title: str, xl
     axes.set_axisbelow(True)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: never over a bar
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary)
+    _save(figure, path)
 
 
 def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list[str], path: Path,
@@ -88,8 +94,7 @@ def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary)
+    _save(figure, path)
 
 
 def steps_plot(record: dict[str, Any], path: Path) -> Path:
@@ -104,9 +109,7 @@ def steps_plot(record: dict[str, Any], path: Path) -> Path:
               f"{record['fixed_s']:.3f} s (R^2 {record['fit_r_squared']:.3f})")
     axes.set(xlabel="denoising steps", ylabel="seconds", title=f"{record['case']}: time against steps")
     axes.legend(loc="upper left", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
+    _save(figure, path)
     return path
 
 
@@ -126,7 +129,5 @@ def batch_plot(record: dict[str, Any], path: Path) -> Path:
     axes.set(xlabel="batch size (images per call)", ylabel="images per second",
              title=f"{record['case']}: throughput against batch")
     axes.legend(loc="lower right", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
+    _save(figure, path)
     return path
