@@ -139,5 +139,9 @@ def bench_session(request):
     request.config.stash[RUN_FOLDER] = folder
     folder.write_meta(meta)
     session = BenchSession(settings, folder)
+    meta["launch_probe"] = session.launch_probes  # the host's launch rate at the start (and, below, the end)
+    meta["generator"] = session.generator_device
+    folder.write_meta(meta)
     yield session
-    folder.write_meta({**meta, "memory": session.close()})  # device memory at the start and the end
+    # device memory at the start and the end
+    folder.write_meta({**meta, "memory": session.close(), "launch_probe": session.launch_probes})

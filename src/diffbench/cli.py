@@ -10,6 +10,7 @@ from pathlib import Path
 from diffbench.backends.base import registry
 from diffbench.catalog import MODELS
 from diffbench.environment import stack_info
+from diffbench.selfcheck import add_selfcheck_command
 
 
 def show_models(_: argparse.Namespace) -> int:
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     add_compare_command(commands)
     add_report_command(commands)
     add_merge_command(commands)
+    add_selfcheck_command(commands)
     arguments = parser.parse_args(argv)
     return arguments.run(arguments)
 

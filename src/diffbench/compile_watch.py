@@ -20,9 +20,24 @@ class CompileActivity:
     frames: int = 0
     limit_hits: int = 0
     limit_messages: tuple[str, ...] = ()
+    cache: tuple[int, int, int, int] = (0, 0, 0, 0)  # FX-graph hits, misses; AOTAutograd hits, misses
 
     def as_record(self, prefix: str) -> dict[str, Any]:
-        return {f"{prefix}_graphs_compiled": self.graphs, f"{prefix}_recompile_limit_hits": self.limit_hits}
+        fx_hits, fx_misses, aot_hits, aot_misses = self.cache
+        return {f"{prefix}_graphs_compiled": self.graphs, f"{prefix}_recompile_limit_hits": self.limit_hits,
+                f"{prefix}_fxgraph_cache_hits": fx_hits, f"{prefix}_fxgraph_cache_misses": fx_misses,
+                f"{prefix}_aot_cache_hits": aot_hits, f"{prefix}_aot_cache_misses": aot_misses,
+                **({"compile_cache": self.cache_state} if prefix == "warmup" else {})}
+
+    @property
+    def cache_state(self) -> str:
+        """`cold` (every compiled graph missed inductor's caches), `warm` (every one hit), `partial`, or
+        `none` (nothing was compiled, or the caches were off): a cold compile is no warm one's regression."""
+        fx_hits, fx_misses, aot_hits, aot_misses = self.cache
+        hits, misses = fx_hits + aot_hits, fx_misses + aot_misses
+        if not hits and not misses:
+            return "none"
+        return "warm" if not misses else "cold" if not hits else "partial"
 
 
 class _LimitHits(logging.Handler):
@@ -51,12 +66,17 @@ class CompileWatch:
 
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self._handler)
-        graphs, frames = _counts()
+        end = _counts()
         messages = tuple(self._handler.messages)
-        self.activity = CompileActivity(graphs - self._start[0], frames - self._start[1], len(messages), messages)
+        delta = tuple(after - before for after, before in zip(end, self._start))
+        self.activity = CompileActivity(delta[0], delta[1], len(messages), messages, delta[2:])
 
 
-def _counts() -> tuple[int, int]:
+def _counts() -> tuple[int, ...]:
+    """Dynamo's unique graphs and compiled frames; inductor's FX-graph cache and AOTAutograd's cache
+    hits and misses (torch counts them as it looks each compiled graph up)."""
     from torch._dynamo.utils import counters
 
-    return counters["stats"]["unique_graphs"], counters["frames"]["ok"]
+    return (counters["stats"]["unique_graphs"], counters["frames"]["ok"],
+            counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"],
+            counters["aot_autograd"]["autograd_cache_hit"], counters["aot_autograd"]["autograd_cache_miss"])

@@ -35,9 +35,11 @@ class RoundsBenchmark:
         self.extra_info: dict[str, Any] = {}
         self.group: str | None = None
 
-    def pedantic(self, target, args=(), kwargs=None, rounds=1, iterations=1, warmup_rounds=0):
+    def pedantic(self, target, args=(), kwargs=None, setup=None, rounds=1, iterations=1, warmup_rounds=0):
         result = None
         for _ in range(warmup_rounds + rounds * iterations):
+            if setup is not None:  # as pytest-benchmark: before each call, outside its timing
+                setup()
             result = target(*args, **(kwargs or {}))
         return result
 

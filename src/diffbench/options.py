@@ -25,6 +25,11 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--prompts", int, "prompt/seed pairs compared against eager for quality (default 3)"),
     ("--dtype", str, "auto (default: fp16, bf16 for SD3, fp32 on CPU) | float16 | bfloat16 | float32"),
     ("--device", str, "auto (default: cuda if present) | cpu | cuda | cuda:N"),
+    ("--generator", str, "device (default: the torch.Generator on the case's device, as OneDiff's scripts do) | cpu "
+                         "(images identical across devices, but ancestral/SDE schedulers then copy each step's "
+                         "noise to the GPU with a blocking copy, which slows the timed call)"),
+    ("--pairing", str, "auto (default: each backend's rounds alternate with eager's in one process where both fit "
+                       "on the device, else eager is timed again after the backend) | eager-after | off"),
     ("--compile-mode", str, "torch.compile mode: default | reduce-overhead | max-autotune | "
                             "max-autotune-no-cudagraphs"),
     ("--compiler-config", str, "JSON options of the compile backend, e.g. "

@@ -13,7 +13,9 @@ from diffbench.report_components import component_blocks
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
+from diffbench.report_stages import conditions_section, stage_section
 from diffbench.report_sweeps import recompile_overview, sweep_blocks
+from diffbench.schema import speedup_text
 from diffbench.summary import e2e_text, number, status_text
 
 logger = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ def group_table(entries: list[Entry], several_runs: bool, with_cached_warmup: bo
         row += [number(record.get("warmup_cached_s"))] if with_cached_warmup else []
         row += [e2e_text(record), number(record.get("its"))] + ([roofline_text(record)] if with_roofline else [])
         row += [number(record.get("peak_mem_gib")),
-                number(record.get("ssim"), 4), number(record.get("psnr"), 1), number(record.get("speedup")),
+                number(record.get("ssim"), 4), number(record.get("psnr"), 1), speedup_text(record),
                 status_text(record)]
         table.rows.append(row)
     return table
@@ -269,8 +271,10 @@ def write_report(runs: list[Run], out_dir: Path, title: str | None = None,
     title = title or "diffbench report: " + ", ".join(labels)
     blocks: list[Block] = [Heading(title, 1), Heading("Runs"), stack_table(runs, labels), Paragraph(NOTES)]
     blocks += chart_section(groups, out_dir, colors)
-    blocks += recompile_overview([(str(entry.record.get("case")) + (f" ({entry.run_label})" if len(runs) > 1 else ""),
-                                   entry.record) for entries in groups.values() for entry in entries])
+    labelled = [(str(entry.record.get("case")) + (f" ({entry.run_label})" if len(runs) > 1 else ""), entry.record)
+                for entries in groups.values() for entry in entries]
+    blocks += stage_section(labelled, out_dir) + conditions_section(labelled)
+    blocks += recompile_overview(labelled)
     for key, entries in groups.items():
         blocks += group_section(key, entries, out_dir, image_size, len(runs) > 1, with_cached_warmup)
     blocks += trend_section(runs, labels, out_dir, colors)

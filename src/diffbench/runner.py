@@ -6,7 +6,6 @@ import logging
 import statistics
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -24,30 +23,21 @@ from diffbench.controlnet import TASK as CONTROLNET_TASK, control_record, task_c
 from diffbench.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.lora_switch import is_compiled, measure_switching
-from diffbench.measure import (StepTimer, settled, allocated_gib, host_rss_gib, peak_memory_gib, peak_reserved_gib,
-                               reset_peak_memory, timed)
+from diffbench.measure import SETTLE_TOLERANCE, settled, allocated_gib, timed
+from diffbench.pairing import paired_speedup, unpaired_speedup
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline
+from diffbench.rounds import Rounds, one_round, timing_summary
 from diffbench.runner_children import ChildMeasurement, Reference
 from diffbench.settings import RunSettings
 from diffbench.sweeps import batch_sweep, resolution_sweep, steps_sweep
+from diffbench.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 
 logger = logging.getLogger(__name__)
 
 MEMORY_CREEP_TOLERANCE_GIB = 0.0625  # allocator granularity and cuBLAS/cuDNN workspaces, not models
-
-
-@dataclass
-class Rounds:
-    """What the timed rounds produced."""
-
-    seconds: list[float] = field(default_factory=list)
-    its: list[float] = field(default_factory=list)
-    loop_iterations: int | None = None  # step-end callbacks in one call
-    first_images: np.ndarray | None = None  # of the first call (warmup or round 1), for determinism
-    last_images: np.ndarray | None = None
 
 
 def _warn_about_compiles_in_timed_rounds(case: Case, activity: CompileActivity) -> None:
@@ -78,6 +68,8 @@ class BenchSession(ChildMeasurement):
             name: get_backend_class(name)(settings.backend_options.get(name)) for name in settings.backends
         }
         self.memory_baseline_gib = allocated_gib(self.device)
+        self.generator_device = settings.generator_device(self.device)
+        self.launch_probes = {"start": launch_probe(self.device)}  # the host's launch rate: drift shows at the end
 
     def close(self) -> dict[str, Any]:
         """Release the cached model and references; report whether device memory went back to where
@@ -88,6 +80,9 @@ class BenchSession(ChildMeasurement):
         end = allocated_gib(self.device)
         report = {"baseline_gib": self.memory_baseline_gib, "end_gib": end,
                   "creep_gib": None if end is None else end - self.memory_baseline_gib}
+        self.launch_probes["end"] = launch_probe(self.device)
+        start_us, end_us = self.launch_probes["start"]["us_per_launch"], self.launch_probes["end"]["us_per_launch"]
+        self.launch_probes["drift"] = end_us / start_us - 1.0 if start_us else None
         if report["creep_gib"] is not None and report["creep_gib"] > MEMORY_CREEP_TOLERANCE_GIB:
             logger.warning("device memory did not return to its baseline: %.3f GiB at the start, %.3f GiB "
                            "after the last case", self.memory_baseline_gib, end)
@@ -115,7 +110,7 @@ class BenchSession(ChildMeasurement):
             backend=case.backend, weights=self.settings.weights_for(spec), dtype=str(dtype).removeprefix("torch."),
             device=self.device, steps=self.settings.steps_for(spec), batch=self.settings.batch,
             seed=self.settings.seed, status="running", message=None, run_id=self.run_folder.run_id,
-            backend_options=self.backends[case.backend].options,
+            backend_options=self.backends[case.backend].options, generator=self.generator_device,
         )
 
     def run(self, case: Case, benchmark: Any) -> dict[str, Any]:
@@ -197,12 +192,17 @@ class BenchSession(ChildMeasurement):
         if case.task == CONTROLNET_TASK:
             fixed["image"] = control_image(settings.control_image, input_image, size)
 
+        generator_device = self.generator_device
+
         def call(prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray:
-            generator = torch.Generator("cpu").manual_seed(seed)
+            # On the case's device by default: a CPU generator makes ancestral and SDE schedulers draw each
+            # step's noise on the host and copy it over with a blocking copy (a host sync every step).
+            generator = torch.Generator(generator_device).manual_seed(seed)
             torch.manual_seed(seed)  # for schedulers that draw from the global RNG (DPM++ SDE's Brownian tree)
             extra = {"callback_on_step_end": callback} if callback else {}
             return pipe(prompt=prompt, generator=generator, **fixed, **extra).images
 
+        call.arguments = fixed  # type: ignore[attr-defined]  # what `diffbench selfcheck`'s bare loop passes too
         return call
 
     def _measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
@@ -232,12 +232,32 @@ class BenchSession(ChildMeasurement):
         if settings.roofline and backend.skips_work:  # a cache skips work: count what it runs
             flops = self._count_flops(case, spec, pipe, pairs[0], case.backend)
         try:
-            self._run_pipeline(case, spec, pipe, pairs, record, benchmark, flops)
+            self._run_pipeline(case, spec, pipe, pairs, record, benchmark, flops, base)
             if adapter is not None and settings.lora_switch and is_compiled(pipe, adapter):
                 self._lora_switch(case, spec, pipe, adapter, pairs[0], record)
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
+        if record.get("pairing") is None and record["status"] == "ok" and case.backend != "eager":
+            self._time_eager_after(case, spec, base, pairs[0], record)
+
+    def _time_eager_after(self, case: Case, spec: ModelSpec, base: Any, pair: tuple[str, int],
+                          record: dict[str, Any]) -> None:
+        """The speedup of a case that could not alternate with eager: eager's rounds from its own case (or,
+        without one, timed now), with eager timed again now, after the backend, so host drift is flagged."""
+        reference = self.references.get(case.reference_key)
+        before = reference.rounds_s if reference is not None and reference.rounds_s else None
+        if self.settings.pairing == "off":
+            record["pairing"] = "off"
+            return
+        eager_pipe = shallow_copy(base)
+        call, after = self._caller(eager_pipe, spec, case), Rounds()
+        logger.info("%s: timing eager again after the backend (%d rounds): it could not alternate with it",
+                    case.id, self.settings.rounds)
+        for _ in range(self.settings.rounds):
+            one_round(self.device, eager_pipe, call, pair, after, stages=False)
+        record.update(unpaired_speedup(before or after.seconds, record["e2e_rounds_s"],
+                                       after.seconds if before else None))
 
     def _lora_switch(self, case: Case, spec: ModelSpec, pipe: Any, adapter: ActiveAdapter, pair: tuple[str, int],
                      record: dict[str, Any]) -> None:
@@ -260,7 +280,8 @@ class BenchSession(ChildMeasurement):
         self.references[case.reference_key] = Reference([img for p in pairs for img in _images(eager_call(*p))])
 
     def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, pairs: list[tuple[str, int]],
-                      record: dict[str, Any], benchmark: Any, flops: PipelineFlops | None = None) -> None:
+                      record: dict[str, Any], benchmark: Any, flops: PipelineFlops | None = None,
+                      base: Any = None) -> None:
         """Warm up, time the rounds, save the image and check quality against eager."""
         settings = self.settings
         call = self._caller(pipe, spec, case)
@@ -277,15 +298,7 @@ class BenchSession(ChildMeasurement):
         record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0],
                       warmup_settled=settled(warmups) if len(warmups) > settings.warmups else None)
         record.update(warmup_watch.activity.as_record("warmup"))
-        logger.info("%s: warmup %s s; timing %d rounds", case.id,
-                    ", ".join(f"{w:.2f}" for w in warmups) or "-", settings.rounds)
-        reset_peak_memory(self.device)
-        benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
-        with CompileWatch() as timed_watch:
-            benchmark.pedantic(self._one_round, args=(call, pairs[0], rounds), rounds=settings.rounds,
-                               iterations=1, warmup_rounds=0)
-        record.update(self._timing_summary(rounds), **timed_watch.activity.as_record("timed"))
-        _warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
+        self._timed_rounds(case, spec, pipe, call, pairs[0], rounds, record, benchmark, base)
         if flops is not None:
             dtype = self.settings.torch_dtype(spec, self.device)
             record.update(self.roofline.record(flops, self.backends[case.backend], dtype, record["its"], record["e2e_s"]))
@@ -323,32 +336,76 @@ class BenchSession(ChildMeasurement):
         if settings.batch_sweep:
             record.update(batch_sweep(make_call, settings.batch_sweep, settings.rounds, self.device))
 
-    def _one_round(self, call: Callable, pair: tuple[str, int], rounds: Rounds) -> None:
-        timer = StepTimer(self.device)
-        seconds, images = timed(self.device, call, *pair, callback=timer)
-        rounds.seconds.append(seconds)
-        its = timer.iterations_per_second()
-        if its is not None:
-            rounds.its.append(its)
-        rounds.loop_iterations = len(timer.marks)
-        if rounds.first_images is None:
-            rounds.first_images = images
-        rounds.last_images = images
+    def _timed_rounds(self, case: Case, spec: ModelSpec, pipe: Any, call: Callable, pair: tuple[str, int],
+                      rounds: Rounds, record: dict[str, Any], benchmark: Any, base: Any) -> None:
+        """The timed rounds under pytest-benchmark, alternated with eager's (its `setup`, untimed by it) where
+        the pipeline allows; then the timing, telemetry, host-load, pairing and host-sync fields."""
+        settings = self.settings
+        partner = self._pairing_partner(case, spec, pipe, base)
+        telemetry, eager_rounds = DeviceTelemetry(self.device), Rounds()
+        setup = None
+        if partner is not None:
+            eager_pipe, eager_call = partner
+            eager_call(*pair)  # its first call after the backend's warmup is not a round
 
-    def _timing_summary(self, rounds: Rounds) -> dict[str, Any]:
-        seconds = rounds.seconds
-        quartiles = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else [seconds[0]] * 3
-        return {
-            "e2e_s": statistics.median(seconds), "e2e_min_s": min(seconds), "e2e_max_s": max(seconds),
-            "e2e_stdev_s": statistics.stdev(seconds) if len(seconds) > 1 else 0.0,
-            "e2e_iqr_s": quartiles[2] - quartiles[0], "e2e_rounds_s": seconds,
-            "its": statistics.median(rounds.its) if rounds.its else None, "its_rounds": rounds.its,
-            # denoising-loop iterations per call, which it/s counts: steps x strength for img2img,
-            # about twice the steps for a second-order scheduler (DPM++ SDE)
-            "loop_iterations": rounds.loop_iterations,
-            "peak_mem_gib": peak_memory_gib(self.device), "peak_reserved_gib": peak_reserved_gib(self.device),
-            "host_rss_gib": host_rss_gib(),
-        }
+            def setup() -> None:
+                one_round(self.device, eager_pipe, eager_call, pair, eager_rounds, telemetry, "eager", stages=False)
+        logger.info("%s: timing %d rounds%s", case.id, settings.rounds, ", alternated with eager" if partner else "")
+        benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
+        with CompileWatch() as timed_watch, telemetry, HostLoad() as host:
+            benchmark.pedantic(one_round, args=(self.device, pipe, call, pair, rounds, telemetry), setup=setup,
+                               rounds=settings.rounds, iterations=1, warmup_rounds=0)
+        images = settings.rounds * settings.batch
+        record.update(timing_summary(rounds), **timed_watch.activity.as_record("timed"), **host.record(),
+                      **telemetry.summary("backend", images))
+        if record.get("contended"):
+            logger.warning("%s: other processes used %.0f%% of the cores during the timed rounds: its times are "
+                           "not this machine's alone", case.id, 100 * (record.get("host_other_cpu") or 0))
+        if partner is not None:
+            record.update(paired_speedup(eager_rounds.seconds, rounds.seconds), eager_paired_e2e_s=statistics.median(
+                eager_rounds.seconds), eager_paired_rounds_s=eager_rounds.seconds,
+                eager_energy_per_image_j=telemetry.summary("eager", images).get("energy_per_image_j"))
+        elif case.backend == "eager":
+            record["pairing"] = "reference"
+        self._check_warmup_plateau(case, record)
+        _warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
+        self._count_syncs(case, spec, pipe, pair, record)
+
+    def _pairing_partner(self, case: Case, spec: ModelSpec, pipe: Any, base: Any) -> tuple[Any, Callable] | None:
+        """(eager pipeline, its call) to alternate with, or None where eager cannot run beside the backend:
+        a component of the cached pipeline parked on the CPU or moved by the backend, or pairing turned off."""
+        if (case.backend == "eager" or base is None or self.settings.pairing != "auto"
+                or not self.backends[case.backend].pairable or pipe.__dict__.get("_diffbench_parked")):
+            return None
+        eager_pipe = shallow_copy(base)
+        return eager_pipe, self._caller(eager_pipe, spec, case)
+
+    def _check_warmup_plateau(self, case: Case, record: dict[str, Any]) -> None:
+        """Warmup 'settled' on two slow calls whose timed rounds then ran much faster was a plateau (another
+        process on the cores, a lazy initialization), not a steady state: say so rather than 'settled'."""
+        last_two = record.get("warmup_rounds_s", [])[-2:]
+        if record.get("warmup_settled") and len(last_two) == 2 and \
+                record["e2e_s"] * (1 + SETTLE_TOLERANCE) < min(last_two):
+            record.update(warmup_settled=False, warmup_note=(
+                f"warmup agreed on {last_two[0]:.3f} and {last_two[1]:.3f} s, but the timed rounds ran "
+                f"{record['e2e_s']:.3f} s: a slow plateau, not a settled warmup"))
+            logger.warning("%s: %s", case.id, record["warmup_note"])
+
+    def _count_syncs(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], record: dict[str, Any]) -> None:
+        """Host syncs of one call at the case's steps and at half of them (outside the timed rounds): more
+        syncs with more steps means something waits for the GPU every step."""
+        if not self.device.startswith("cuda"):
+            record["host_syncs_note"] = "not counted: no CUDA device"
+            return
+        steps = self.settings.steps_for(spec)
+        counts = {n: count_host_syncs(self.device, lambda n=n: self._caller(pipe, spec, case, steps=n)(*pair))
+                  for n in dict.fromkeys((steps, max(1, steps // 2)))}
+        record.update(host_syncs_per_call=counts[steps], host_syncs_by_steps=counts,
+                      host_syncs_grow_with_steps=len(counts) > 1 and counts[steps] > min(counts.values()))
+        if record["host_syncs_grow_with_steps"]:
+            logger.warning("%s: host syncs grow with the step count (%s): something synchronizes every step, "
+                           "so the host waits for the GPU instead of running ahead", case.id,
+                           ", ".join(f"{n} steps: {c}" for n, c in counts.items()))
 
     def _quality(self, case: Case, outputs: list[np.ndarray], rounds: Rounds,
                  record: dict[str, Any]) -> QualityResult:
@@ -358,9 +415,9 @@ class BenchSession(ChildMeasurement):
             determinism = assess(_images(rounds.first_images), _images(rounds.last_images), floor)
             record.update(deterministic=bool(determinism.passed and min(determinism.ssim, default=0) == 1.0),
                           speedup=1.0)
-            self.references[case.reference_key] = Reference(outputs, record["e2e_s"])
+            self.references[case.reference_key] = Reference(outputs, record["e2e_s"], record["e2e_rounds_s"])
             return determinism
         reference = self.references[case.reference_key]
-        if reference.e2e_s:
+        if reference.e2e_s and record.get("speedup") is None:  # a paired case has its own, from the pairs
             record["speedup"] = reference.e2e_s / record["e2e_s"]
         return assess(reference.images, outputs, floor)

@@ -25,6 +25,7 @@ class Reference:
 
     images: list[np.ndarray]
     e2e_s: float | None = None
+    rounds_s: list[float] | None = None  # eager's timed rounds, for a speedup's interval
 
 
 class ChildMeasurement:

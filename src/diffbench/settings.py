@@ -23,6 +23,8 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
 WEIGHT_KINDS = ("hub", "random", "tiny")
 DEFAULT_BACKENDS = ("eager", "compile")
+GENERATORS = ("device", "cpu")
+PAIRINGS = ("auto", "eager-after", "off")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class RunSettings:
     prompts: int = 3
     dtype: str = "auto"
     device: str = "auto"
+    generator: str = "device"  # --generator: where the timed call's torch.Generator lives
+    pairing: str = "auto"  # --pairing: eager alternated with each backend, or timed again after it, or neither
     input_image: Path | None = None
     controlnet: str = RANDOM  # --controlnet: random, a folder or a hub id
     control_image: Path | None = None  # --control-image; None: Canny edges of the input image
@@ -77,6 +81,10 @@ class RunSettings:
         if self.device != "auto":
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def generator_device(self, device: str) -> str:
+        """The device of the timed call's torch.Generator: the case's (`--generator device`) or the CPU."""
+        return device if self.generator == "device" else "cpu"
 
     def torch_dtype(self, spec: ModelSpec, device: str) -> torch.dtype:
         if self.dtype != "auto":
@@ -214,6 +222,8 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     device = raw.get("device") or "auto"
     if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
         raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    generator = _choose([raw.get("generator") or "device"], list(GENERATORS), "--generator value")[0]
+    pairing = _choose([raw.get("pairing") or "auto"], list(PAIRINGS), "--pairing value")[0]
     input_image = _check_image(raw.get("input_image"))
     default_weights, per_model_weights = parse_weights(raw.get("weights"))
     backend_options = parse_backend_options(raw.get("backend_config"), raw.get("compiler_config"),
@@ -230,6 +240,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         max_warmups=_or(raw.get("max_warmups"), 5),
         rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
+        generator=generator, pairing=pairing,
         input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
         control_image=_check_image(raw.get("control_image"), "--control-image"),
         quality_floors=parse_quality_floors(raw.get("quality_floor")),

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from diffbench.records import read_results
+from diffbench.schema import speedup_text
 
 COLUMNS = ("case", "status", "dtype", "steps", "warmup s", "E2E s (median, min-max)", "it/s",
            "peak mem GiB", "SSIM min", "PSNR min dB", "speedup")
@@ -41,7 +42,7 @@ def row(record: dict[str, Any]) -> list[str]:
     return [
         record.get("case") or "-", status_text(record), record.get("dtype") or "-", str(record.get("steps") or "-"),
         number(record.get("warmup_s")), e2e_text(record), number(record.get("its")), number(record.get("peak_mem_gib")),
-        number(record.get("ssim"), 4), number(record.get("psnr"), 1), number(record.get("speedup")),
+        number(record.get("ssim"), 4), number(record.get("psnr"), 1), speedup_text(record),
     ]
 
 

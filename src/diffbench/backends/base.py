@@ -54,6 +54,9 @@ class Backend:
     default_options: ClassVar[dict[str, Any]] = {}  # a named variant is a subclass with other defaults
     # `--compiler-config` applies to every backend of this family (the seeds' flag for their compilers).
     config_family: ClassVar[str | None] = None
+    # Eager's rounds can alternate with this backend's in one process (diffbench.pairing): false for a
+    # backend that moves or hooks the cached pipeline's own modules (offloading), which eager then runs on.
+    pairable: ClassVar[bool] = True
 
     def __init__(self, options: dict[str, Any] | None = None):
         options = dict(options or {})

@@ -25,6 +25,7 @@ class ModelOffloadBackend(Backend):
     summary = "enable_model_cpu_offload: each component on the GPU only while it runs (less memory, slower)"
     # Lossless: the same kernels run on the same weights, only their home between calls changes.
     quality_floor = QualityFloor(ssim=0.98, psnr=35.0)
+    pairable = False  # it moves the cached pipeline's own modules: eager cannot run beside it
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)

@@ -1,0 +1,156 @@
+"""`diffbench selfcheck`: the suite's timed round against a bare loop making the same pipeline call.
+
+One process, one pipeline (the case's backend applied as the suite applies it), the same call arguments
+and seed. Each round times, in turn: the bare call at the case's steps, the bare call at twice the steps
+(the difference is the bare loop's time per step, with no callback in the call), and the suite's round
+(`diffbench.rounds.one_round` with its step timer, stage timer and NVML sampler, exactly as a benchmark
+case runs it). The harness overhead is the median of the per-round ratios suite / bare, minus one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from diffbench.errors import OptionError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOLERANCE_PCT = 2.0
+MAX_WARMUPS = 6
+
+
+def bare_timed(device: str, function: Callable[[], Any]) -> float:
+    """Seconds of one call, synchronized on both sides: nothing of diffbench in between."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    function()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def bare_call(pipe: Any, arguments: dict[str, Any], prompt: str, seed: int, generator_device: str,
+              steps: int) -> Callable[[], Any]:
+    """The plain diffusers call a user would write, with the suite's arguments and `steps` steps."""
+    def call() -> Any:
+        generator = torch.Generator(generator_device).manual_seed(seed)
+        torch.manual_seed(seed)
+        return pipe(prompt=prompt, generator=generator, **{**arguments, "num_inference_steps": steps}).images
+    return call
+
+
+def compare_rounds(bare: list[float], bare_double: list[float], suite: list[float], suite_its: list[float],
+                   steps: int, tolerance_pct: float) -> dict[str, Any]:
+    """The self-check's verdict from its round times (seconds; suite_its in steps per second)."""
+    ratios = [s / b for s, b in zip(suite, bare)]
+    bare_step_ms = (statistics.median(bare_double) - statistics.median(bare)) / steps * 1000.0
+    suite_step_ms = 1000.0 / statistics.median(suite_its) if suite_its else None
+    e2e_overhead = (statistics.median(ratios) - 1.0) * 100.0
+    step_overhead = (suite_step_ms / bare_step_ms - 1.0) * 100.0 if suite_step_ms and bare_step_ms > 0 else None
+    within = abs(e2e_overhead) <= tolerance_pct and (step_overhead is None or abs(step_overhead) <= tolerance_pct)
+    return {"bare_e2e_s": statistics.median(bare), "suite_e2e_s": statistics.median(suite),
+            "e2e_overhead_pct": e2e_overhead, "bare_ms_per_step": bare_step_ms, "suite_ms_per_step": suite_step_ms,
+            "step_overhead_pct": step_overhead, "tolerance_pct": tolerance_pct, "within_tolerance": within,
+            "rounds_s": {"bare": bare, "bare_double_steps": bare_double, "suite": suite}, "suite_its": suite_its}
+
+
+def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
+    """Build the case's pipeline as the suite does, then alternate the bare loop and the suite's round."""
+    from diffbench.catalog import MODELS
+    from diffbench.inputs import prompt_seed_pairs
+    from diffbench.pipelines import shallow_copy
+    from diffbench.records import RunFolder
+    from diffbench.rounds import Rounds, one_round
+    from diffbench.runner import BenchSession
+    from diffbench.settings import build_settings, expand_matrix
+    from diffbench.telemetry import DeviceTelemetry
+
+    settings = build_settings({
+        "models": arguments.model, "backends": arguments.backend, "tasks": "t2i", "weights": arguments.weights,
+        "resolutions": arguments.resolution, "steps": arguments.steps, "rounds": arguments.rounds, "prompts": 1,
+        "device": arguments.device, "generator": arguments.generator, "results_dir": tempfile.mkdtemp()})
+    case = expand_matrix(settings)[0]
+    session = BenchSession(settings, RunFolder(settings.results_dir))
+    spec, device = MODELS[case.model], session.device
+    reason = session.skip_reason(case, spec)
+    if reason:
+        raise OptionError(f"selfcheck cannot run {case.id} here: {reason}")
+    loaded = session.cache.get(spec, settings.weights_for(spec), settings.torch_dtype(spec, device), device,
+                               settings.variant)
+    pipe = session.backends[case.backend].apply(shallow_copy(session.cache.task_pipeline(loaded, spec, "t2i")))
+    suite_call = session._caller(pipe, spec, case)
+    steps = settings.steps_for(spec)
+    prompt, seed = prompt_seed_pairs("t2i", 1, settings.seed, settings.prompt)[0]  # the suite's timed prompt
+    plain = bare_call(pipe, suite_call.arguments, prompt, seed, session.generator_device, steps)
+    plain_double = bare_call(pipe, suite_call.arguments, prompt, seed, session.generator_device, 2 * steps)
+    warmups = [bare_timed(device, plain) for _ in range(2)]
+    while len(warmups) < MAX_WARMUPS and abs(warmups[-1] - warmups[-2]) > 0.05 * min(warmups[-2:]):
+        warmups.append(bare_timed(device, plain))
+    warmups.append(bare_timed(device, plain_double))
+    logger.info("selfcheck %s: warmup %s s; %d rounds", case.id, ", ".join(f"{w:.3f}" for w in warmups), settings.rounds)
+    bare, bare_double, suite = [], [], Rounds()
+    for _ in range(settings.rounds):
+        bare.append(bare_timed(device, plain))
+        bare_double.append(bare_timed(device, plain_double))
+        with DeviceTelemetry(device) as telemetry:
+            one_round(device, pipe, suite_call, (prompt, seed), suite, telemetry)
+    result = compare_rounds(bare, bare_double, suite.seconds, suite.its, steps, arguments.tolerance)
+    gpu = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+    return {"case": case.id, "device": gpu, "torch": torch.__version__, "generator": session.generator_device,
+            "steps": steps, "rounds": settings.rounds, "warmup_s": warmups, **result}
+
+
+def render(result: dict[str, Any]) -> str:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.2f}%"
+
+    suite_step = result["suite_ms_per_step"]
+    lines = [f"selfcheck {result['case']} on {result['device']} (torch {result['torch']}, generator "
+             f"{result['generator']}), {result['rounds']} rounds alternated",
+             f"{'':16}{'bare loop':>12}{'diffbench':>12}{'overhead':>10}",
+             f"{'E2E s (median)':16}{result['bare_e2e_s']:12.4f}{result['suite_e2e_s']:12.4f}"
+             f"{pct(result['e2e_overhead_pct']):>10}",
+             f"{'ms per step':16}{result['bare_ms_per_step']:12.2f}"
+             f"{suite_step if suite_step is not None else float('nan'):12.2f}{pct(result['step_overhead_pct']):>10}",
+             ("within" if result["within_tolerance"] else "OUTSIDE") + f" the tolerance of +-{result['tolerance_pct']:g}%"]
+    return "\n".join(lines)
+
+
+def selfcheck_command(arguments: argparse.Namespace) -> int:
+    try:
+        result = run_selfcheck(arguments)
+    except OptionError as error:
+        print(f"diffbench selfcheck: {error}", file=sys.stderr)
+        return 2
+    print(render(result))
+    if arguments.json:
+        Path(arguments.json).write_text(json.dumps(result, indent=1))
+    return 0 if result["within_tolerance"] else 1
+
+
+def add_selfcheck_command(commands: Any) -> None:
+    check = commands.add_parser("selfcheck", help="time the suite's round against a bare loop making the same call; "
+                                                  "exit 1 when the harness adds more than the tolerance")
+    check.add_argument("--model", default="sdxl", help="a catalog model with a text-to-image pipeline (default sdxl)")
+    check.add_argument("--backend", default="eager", help="the backend applied to the pipeline (default eager)")
+    check.add_argument("--resolution", default="1024", help="size, 1024 or HEIGHTxWIDTH (default 1024)")
+    check.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    check.add_argument("--rounds", type=int, default=10, help="rounds of each of the three calls (default 10)")
+    check.add_argument("--weights", default="random", help="hub | random (default) | tiny | PATH, as --weights")
+    check.add_argument("--device", default="auto", help="auto (default) | cpu | cuda | cuda:N")
+    check.add_argument("--generator", default="device", help="device (default) | cpu, as --generator")
+    check.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_PCT,
+                       help=f"largest harness overhead in percent that passes (default {DEFAULT_TOLERANCE_PCT:g})")
+    check.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    check.set_defaults(run=selfcheck_command)
