@@ -388,7 +388,7 @@ class BenchSession(ChildMeasurement):
                 record["e2e_s"] * (1 + SETTLE_TOLERANCE) < min(last_two):
             record.update(warmup_settled=False, warmup_note=(
                 f"warmup agreed on {last_two[0]:.3f} and {last_two[1]:.3f} s, but the timed rounds ran "
-                f"{record['e2e_s']:.3f} s: a slow plateau, not a settled warmup"))
+                f"{record['e2e_s']:.3f} s: a slow plateau (or the host sped up), not a settled warmup"))
             logger.warning("%s: %s", case.id, record["warmup_note"])
 
     def _count_syncs(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], record: dict[str, Any]) -> None:
@@ -400,8 +400,9 @@ class BenchSession(ChildMeasurement):
         steps = self.settings.steps_for(spec)
         counts = {n: count_host_syncs(self.device, lambda n=n: self._caller(pipe, spec, case, steps=n)(*pair))
                   for n in dict.fromkeys((steps, max(1, steps // 2)))}
-        record.update(host_syncs_per_call=counts[steps], host_syncs_by_steps=counts,
-                      host_syncs_grow_with_steps=len(counts) > 1 and counts[steps] > min(counts.values()))
+        half = min(counts)
+        record.update(host_syncs_per_call=counts[steps], host_syncs_by_steps=counts,  # +-1 is set-up, not per step
+                      host_syncs_grow_with_steps=steps > half and counts[steps] - counts[half] >= (steps - half) / 2)
         if record["host_syncs_grow_with_steps"]:
             logger.warning("%s: host syncs grow with the step count (%s): something synchronizes every step, "
                            "so the host waits for the GPU instead of running ahead", case.id,

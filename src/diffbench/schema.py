@@ -28,7 +28,8 @@ FIELDS: tuple[Field, ...] = (
     Field("host_syncs_per_call", "", "host syncs/call", "host-device synchronizations one call makes, counted "
           "once outside the timed rounds with torch.cuda.set_sync_debug_mode", 0),
     Field("host_syncs_grow_with_steps", "", "syncs grow with steps", "true when a call at half the steps "
-          "synchronizes fewer times: something syncs every step (a CPU generator, .item() in a scheduler)"),
+          "synchronizes at least one time fewer per two steps left out: something syncs every step or every "
+          "other step (a CPU generator, .item() in a scheduler)"),
     Field("text_encode_ms", "ms", "text encode ms", "encode_prompt, median over rounds (CUDA events on a GPU)", 1),
     Field("denoiser_ms_per_step", "ms", "denoiser ms/call", "one denoiser call, median over calls and rounds", 2),
     Field("denoiser_ms", "ms", "denoiser ms", "all denoiser calls of one pipeline call, median over rounds", 1),
@@ -47,7 +48,7 @@ FIELDS: tuple[Field, ...] = (
     Field("eager_drift", "", "eager drift", "eager E2E median timed after the backend / before, minus 1 "
           "(eager-after pairing); over 5% flags the speedup", 3),
     Field("gpu_util_pct", "%", "GPU busy %", "NVML utilization (share of time a kernel ran) over the timed "
-          "rounds, mean of samples every 20 ms", 0),
+          "rounds, mean of samples every 100 ms", 0),
     Field("sm_clock_mhz", "MHz", "SM clock MHz", "NVML SM clock over the timed rounds, median", 0),
     Field("power_w", "W", "power W", "NVML board power over the timed rounds, mean", 0),
     Field("energy_per_image_j", "J", "energy/image J", "NVML total-energy counter's difference over the timed "

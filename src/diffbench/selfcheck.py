@@ -1,10 +1,12 @@
 """`diffbench selfcheck`: the suite's timed round against a bare loop making the same pipeline call.
 
 One process, one pipeline (the case's backend applied as the suite applies it), the same call arguments
-and seed. Each round times, in turn: the bare call at the case's steps, the bare call at twice the steps
-(the difference is the bare loop's time per step, with no callback in the call), and the suite's round
+and seed. Each round times the bare call at the case's steps and the suite's round
 (`diffbench.rounds.one_round` with its step timer, stage timer and NVML sampler, exactly as a benchmark
-case runs it). The harness overhead is the median of the per-round ratios suite / bare, minus one.
+case runs it), in the order bare-suite in even rounds and suite-bare in odd ones (so a host that speeds up
+or slows down through the run biases neither), then the bare call at twice the steps: the difference of
+the two bare calls is the bare loop's time per step, with no callback in the call. The harness overhead is
+the median of the per-round ratios suite / bare, minus one, for E2E and for the time per step.
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ def compare_rounds(bare: list[float], bare_double: list[float], suite: list[floa
                    steps: int, tolerance_pct: float) -> dict[str, Any]:
     """The self-check's verdict from its round times (seconds; suite_its in steps per second)."""
     ratios = [s / b for s, b in zip(suite, bare)]
-    bare_step_ms = (statistics.median(bare_double) - statistics.median(bare)) / steps * 1000.0
+    bare_steps_ms = [(double - single) / steps * 1000.0 for double, single in zip(bare_double, bare)]
+    bare_step_ms = statistics.median(bare_steps_ms)
     suite_step_ms = 1000.0 / statistics.median(suite_its) if suite_its else None
     e2e_overhead = (statistics.median(ratios) - 1.0) * 100.0
-    step_overhead = (suite_step_ms / bare_step_ms - 1.0) * 100.0 if suite_step_ms and bare_step_ms > 0 else None
+    step_ratios = [1000.0 / its / bare_ms for its, bare_ms in zip(suite_its, bare_steps_ms) if bare_ms > 0]
+    step_overhead = (statistics.median(step_ratios) - 1.0) * 100.0 if step_ratios else None
     within = abs(e2e_overhead) <= tolerance_pct and (step_overhead is None or abs(step_overhead) <= tolerance_pct)
     return {"bare_e2e_s": statistics.median(bare), "suite_e2e_s": statistics.median(suite),
             "e2e_overhead_pct": e2e_overhead, "bare_ms_per_step": bare_step_ms, "suite_ms_per_step": suite_step_ms,
@@ -100,11 +104,14 @@ def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     warmups.append(bare_timed(device, plain_double))
     logger.info("selfcheck %s: warmup %s s; %d rounds", case.id, ", ".join(f"{w:.3f}" for w in warmups), settings.rounds)
     bare, bare_double, suite = [], [], Rounds()
-    for _ in range(settings.rounds):
-        bare.append(bare_timed(device, plain))
-        bare_double.append(bare_timed(device, plain_double))
+    for index in range(settings.rounds):
+        if index % 2 == 0:
+            bare.append(bare_timed(device, plain))
         with DeviceTelemetry(device) as telemetry:
             one_round(device, pipe, suite_call, (prompt, seed), suite, telemetry)
+        if index % 2 == 1:
+            bare.append(bare_timed(device, plain))
+        bare_double.append(bare_timed(device, plain_double))
     result = compare_rounds(bare, bare_double, suite.seconds, suite.its, steps, arguments.tolerance)
     gpu = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
     return {"case": case.id, "device": gpu, "torch": torch.__version__, "generator": session.generator_device,
