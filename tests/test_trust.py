@@ -207,12 +207,17 @@ def test_warmup_settled_on_a_slow_plateau_is_not_settled(tmp_path):
 def test_selfcheck_verdict_on_scripted_rounds():
     bare, double = [1.0, 1.01, 0.99], [1.9, 1.91, 1.89]  # 90 ms per step over 10 more steps
     close = compare_rounds(bare, double, [1.005, 1.015, 0.995], [1000 / 90.5] * 3, 10, 2.0)
-    assert close["within_tolerance"] and close["bare_ms_per_step"] == pytest.approx(90.0)
+    assert close["verdict"] == "pass" and close["within_tolerance"] and close["bare_ms_per_step"] == pytest.approx(90.0)
     assert close["e2e_overhead_pct"] == pytest.approx(0.5, abs=0.05)
+    low, high = close["e2e_overhead_interval_pct"]
+    assert -2.0 <= low <= close["e2e_overhead_pct"] <= high <= 2.0
     slow = compare_rounds(bare, double, [1.05, 1.06, 1.04], [1000 / 90.5] * 3, 10, 2.0)
-    assert not slow["within_tolerance"] and slow["e2e_overhead_pct"] == pytest.approx(5.0, abs=0.1)
+    assert slow["verdict"] == "fail" and slow["e2e_overhead_pct"] == pytest.approx(5.0, abs=0.1)
     slow_steps = compare_rounds(bare, double, [1.0, 1.01, 0.99], [1000 / 95.0] * 3, 10, 2.0)
-    assert not slow_steps["within_tolerance"] and slow_steps["step_overhead_pct"] == pytest.approx(5.56, abs=0.01)
+    assert slow_steps["verdict"] == "fail" and slow_steps["step_overhead_pct"] == pytest.approx(5.56, abs=0.01)
+    # A noisy host: the median ratio is 1.0, but single rounds swing by 10%: the interval decides nothing.
+    noisy = compare_rounds([1.0] * 5, [1.9] * 5, [0.9, 1.1, 1.0, 0.9, 1.1], [1000 / 90.0] * 5, 10, 2.0)
+    assert noisy["verdict"] == "inconclusive" and noisy["e2e_overhead_pct"] == pytest.approx(0.0)
 
 
 @pytest.mark.slow
@@ -223,9 +228,9 @@ def test_selfcheck_command_on_a_tiny_model(tmp_path):
                            "--tolerance", "1000", "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["case"] == "tiny-sdxl-t2i-64-eager" and result["within_tolerance"] is True
+    assert result["case"] == "tiny-sdxl-t2i-64-eager" and result["verdict"] in ("pass", "inconclusive")
     assert [len(result["rounds_s"][side]) for side in ("bare", "bare_double_steps", "suite")] == [2, 2, 2]
-    assert "bare loop" in done.stdout and "within the tolerance" in done.stdout
+    assert "bare loop" in done.stdout and "tolerance +-1000%" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "diffbench.cli", "selfcheck", "--model", "tiny-sdxl", "--weights",
                           "tiny", "--resolution", "64", "--device", "cuda:7"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "diffbench selfcheck:" in bad.stderr

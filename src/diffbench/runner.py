@@ -82,7 +82,7 @@ class BenchSession(ChildMeasurement):
                   "creep_gib": None if end is None else end - self.memory_baseline_gib}
         self.launch_probes["end"] = launch_probe(self.device)
         start_us, end_us = self.launch_probes["start"]["us_per_launch"], self.launch_probes["end"]["us_per_launch"]
-        self.launch_probes["drift"] = end_us / start_us - 1.0 if start_us else None
+        self.launch_probes["drift"] = end_us / start_us - 1.0 if start_us and end_us else None
         if report["creep_gib"] is not None and report["creep_gib"] > MEMORY_CREEP_TOLERANCE_GIB:
             logger.warning("device memory did not return to its baseline: %.3f GiB at the start, %.3f GiB "
                            "after the last case", self.memory_baseline_gib, end)

@@ -5,8 +5,13 @@ and seed. Each round times the bare call at the case's steps and the suite's rou
 (`diffbench.rounds.one_round` with its step timer, stage timer and NVML sampler, exactly as a benchmark
 case runs it), in the order bare-suite in even rounds and suite-bare in odd ones (so a host that speeds up
 or slows down through the run biases neither), then the bare call at twice the steps: the difference of
-the two bare calls is the bare loop's time per step, with no callback in the call. The harness overhead is
-the median of the per-round ratios suite / bare, minus one, for E2E and for the time per step.
+the two bare calls is the bare loop's time per step, with no callback in the call. The harness overhead is,
+for E2E, the median of the per-round ratios suite / bare, minus one; for the time per step, the suite's
+(1 / its median) over the bare loop's (the difference of the two bare medians per step), minus one: a
+per-round difference of two noisy calls swings too far to be a ratio's denominator. Each comes with a
+bootstrap 95% interval (rounds resampled): `pass` when both intervals lie inside the tolerance, `fail` when
+one lies wholly outside it, `inconclusive` otherwise (the host's noise is larger than the tolerance: more rounds, or a
+quieter machine, decide).
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from diffbench.errors import OptionError
+from diffbench.pairing import RESAMPLES, paired_speedup
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE_PCT = 2.0
 MAX_WARMUPS = 6
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 
 
 def bare_timed(device: str, function: Callable[[], Any]) -> float:
@@ -56,17 +64,49 @@ def compare_rounds(bare: list[float], bare_double: list[float], suite: list[floa
                    steps: int, tolerance_pct: float) -> dict[str, Any]:
     """The self-check's verdict from its round times (seconds; suite_its in steps per second)."""
     ratios = [s / b for s, b in zip(suite, bare)]
-    bare_steps_ms = [(double - single) / steps * 1000.0 for double, single in zip(bare_double, bare)]
-    bare_step_ms = statistics.median(bare_steps_ms)
+    bare_step_ms = _step_ms(bare, bare_double, steps)
     suite_step_ms = 1000.0 / statistics.median(suite_its) if suite_its else None
-    e2e_overhead = (statistics.median(ratios) - 1.0) * 100.0
-    step_ratios = [1000.0 / its / bare_ms for its, bare_ms in zip(suite_its, bare_steps_ms) if bare_ms > 0]
-    step_overhead = (statistics.median(step_ratios) - 1.0) * 100.0 if step_ratios else None
-    within = abs(e2e_overhead) <= tolerance_pct and (step_overhead is None or abs(step_overhead) <= tolerance_pct)
+    e2e, step = _overhead(ratios), _step_overhead(bare, bare_double, suite_its, steps)
+    overheads = [o for o in (e2e, step) if o is not None]
+    if any(o[1] > tolerance_pct or o[2] < -tolerance_pct for o in overheads):  # an interval wholly outside
+        verdict = "fail"
+    elif all(-tolerance_pct <= o[1] and o[2] <= tolerance_pct for o in overheads):
+        verdict = "pass"
+    else:
+        verdict = "inconclusive"
     return {"bare_e2e_s": statistics.median(bare), "suite_e2e_s": statistics.median(suite),
-            "e2e_overhead_pct": e2e_overhead, "bare_ms_per_step": bare_step_ms, "suite_ms_per_step": suite_step_ms,
-            "step_overhead_pct": step_overhead, "tolerance_pct": tolerance_pct, "within_tolerance": within,
+            "e2e_overhead_pct": e2e[0], "e2e_overhead_interval_pct": list(e2e[1:]),
+            "bare_ms_per_step": bare_step_ms, "suite_ms_per_step": suite_step_ms,
+            "step_overhead_pct": step[0] if step else None, "step_overhead_interval_pct": list(step[1:]) if step else None,
+            "tolerance_pct": tolerance_pct, "verdict": verdict, "within_tolerance": verdict == "pass",
             "rounds_s": {"bare": bare, "bare_double_steps": bare_double, "suite": suite}, "suite_its": suite_its}
+
+
+def _step_ms(bare: Any, bare_double: Any, steps: int) -> float:
+    return (float(np.median(bare_double)) - float(np.median(bare))) / steps * 1000.0
+
+
+def _step_overhead(bare: list[float], bare_double: list[float], suite_its: list[float],
+                   steps: int) -> tuple[float, float, float] | None:
+    """(median, low, high) in percent of the suite's time per step over the bare loop's, rounds resampled."""
+    if len(suite_its) != len(bare) or not suite_its or _step_ms(bare, bare_double, steps) <= 0:
+        return None
+    arrays = [np.asarray(values, dtype=float) for values in (bare, bare_double, suite_its)]
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(bare), size=(RESAMPLES, len(bare)))
+    bare_ms = (np.median(arrays[1][picks], axis=1) - np.median(arrays[0][picks], axis=1)) / steps * 1000.0
+    ratios = 1000.0 / np.median(arrays[2][picks], axis=1) / np.where(bare_ms > 0, bare_ms, np.nan)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    point = 1000.0 / float(np.median(arrays[2])) / _step_ms(bare, bare_double, steps)
+    return (point - 1.0) * 100.0, (float(low) - 1.0) * 100.0, (float(high) - 1.0) * 100.0
+
+
+def _overhead(ratios: list[float]) -> tuple[float, float, float] | None:
+    """(median, low, high) of the ratios minus one, in percent: the median and its bootstrap 95% interval."""
+    if not ratios:
+        return None
+    found = paired_speedup(ratios, [1.0] * len(ratios))
+    return tuple((value - 1.0) * 100.0 for value in (found["speedup"], found["speedup_low"], found["speedup_high"]))
 
 
 def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -119,18 +159,23 @@ def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{value:+.2f}%"
+    def pct(value: float | None, interval: list[float] | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:+.2f}% [{interval[0]:+.1f}, {interval[1]:+.1f}]" if interval else f"{value:+.2f}%"
 
     suite_step = result["suite_ms_per_step"]
     lines = [f"selfcheck {result['case']} on {result['device']} (torch {result['torch']}, generator "
              f"{result['generator']}), {result['rounds']} rounds alternated",
-             f"{'':16}{'bare loop':>12}{'diffbench':>12}{'overhead':>10}",
-             f"{'E2E s (median)':16}{result['bare_e2e_s']:12.4f}{result['suite_e2e_s']:12.4f}"
-             f"{pct(result['e2e_overhead_pct']):>10}",
+             f"{'':16}{'bare loop':>12}{'diffbench':>12}  overhead: median of per-round ratios [95% interval]",
+             f"{'E2E s (median)':16}{result['bare_e2e_s']:12.4f}{result['suite_e2e_s']:12.4f}  "
+             f"{pct(result['e2e_overhead_pct'], result['e2e_overhead_interval_pct'])}",
              f"{'ms per step':16}{result['bare_ms_per_step']:12.2f}"
-             f"{suite_step if suite_step is not None else float('nan'):12.2f}{pct(result['step_overhead_pct']):>10}",
-             ("within" if result["within_tolerance"] else "OUTSIDE") + f" the tolerance of +-{result['tolerance_pct']:g}%"]
+             f"{suite_step if suite_step is not None else float('nan'):12.2f}  "
+             f"{pct(result['step_overhead_pct'], result['step_overhead_interval_pct'])}",
+             f"{result['verdict']}: tolerance +-{result['tolerance_pct']:g}%" + (
+                 " (an interval reaches past it: more rounds or a quieter host decide)"
+                 if result["verdict"] == "inconclusive" else "")]
     return "\n".join(lines)
 
 
@@ -143,12 +188,13 @@ def selfcheck_command(arguments: argparse.Namespace) -> int:
     print(render(result))
     if arguments.json:
         Path(arguments.json).write_text(json.dumps(result, indent=1))
-    return 0 if result["within_tolerance"] else 1
+    return EXIT_CODES[result["verdict"]]
 
 
 def add_selfcheck_command(commands: Any) -> None:
     check = commands.add_parser("selfcheck", help="time the suite's round against a bare loop making the same call; "
-                                                  "exit 1 when the harness adds more than the tolerance")
+                                                  "exit 0 pass, 1 fail (the harness adds more than the "
+                                                  "tolerance), 3 inconclusive (the host's noise is wider)")
     check.add_argument("--model", default="sdxl", help="a catalog model with a text-to-image pipeline (default sdxl)")
     check.add_argument("--backend", default="eager", help="the backend applied to the pipeline (default eager)")
     check.add_argument("--resolution", default="1024", help="size, 1024 or HEIGHTxWIDTH (default 1024)")

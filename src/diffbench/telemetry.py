@@ -201,6 +201,8 @@ def _proc_stat() -> tuple[int, int] | None:
 def launch_probe(device: str, launches: int = 2000) -> dict[str, Any]:
     """Microseconds per launch of a tiny kernel (an in-place add on one element): the host's dispatch rate,
     which bounds eager pipelines; run at a run's start and end, so drift shows in run.json."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return {"us_per_launch": None, "note": f"not probed: {device} is not available"}
     tensor = torch.zeros(1, device=device)
     for _ in range(100):
         tensor.add_(1)

@@ -1,0 +1,9 @@
+"""Judge committed selfcheck rounds with the committed code: python /tmp/recompute.py FOLDER"""
+import json, sys
+from diffbench.selfcheck import compare_rounds, render
+folder = sys.argv[1]
+texts = []
+for name in ("selfcheck-eager.json", "selfcheck-compile.json"):
+    r = json.load(open(f"{folder}/{name}")); s = r["rounds_s"]
+    texts.append(render({**r, **compare_rounds(s["bare"], s["bare_double_steps"], s["suite"], r["suite_its"], r["steps"], 2.0)}))
+print("\n\n".join(texts))
