@@ -86,20 +86,41 @@ def fail_thresholds(text: str) -> dict:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def compare_two_runs(arguments: argparse.Namespace) -> int:
-    """Exit 0: nothing regressed; 1: something did; 2: a run is unusable, or stacks differ with --same-stack."""
-    from diffbench.compare import check_comparable, compare_runs, render
+def load_runs(command: str, specs: list[str], arguments: argparse.Namespace) -> list | None:
+    """The runs named, each checked (records, numbers), with their warnings printed; None (after saying
+    why) when one cannot be used, which the command turns into exit 2."""
+    from diffbench.compare import check_comparable
     from diffbench.history import HistoryError, load_run
 
     try:
-        base = load_run(arguments.base, arguments.storage, arguments.results_dir)
-        new = load_run(arguments.new, arguments.storage, arguments.results_dir)
-        check_comparable(base)
-        check_comparable(new)
+        runs = [load_run(spec, arguments.storage, arguments.results_dir) for spec in specs]
+        for run in runs:
+            check_comparable(run)
+    except HistoryError as error:
+        print(f"diffbench {command}: {error}", file=sys.stderr)
+        return None
+    for warning in (warning for run in runs for warning in run.warnings):
+        print(f"diffbench {command}: warning: {warning}", file=sys.stderr)
+    return runs
+
+
+def compare_two_runs(arguments: argparse.Namespace) -> int:
+    """Exit 0: nothing regressed; 1: something did, or a change is inconclusive (unless --inconclusive pass);
+    2: a run is unusable, the runs share no case, or stacks differ with --same-stack."""
+    from diffbench.compare import check_overlap, compare_runs, render
+    from diffbench.history import HistoryError
+
+    runs = load_runs("compare", [arguments.base, arguments.new], arguments)
+    if runs is None:
+        return 2
+    base, new = runs
+    try:
+        check_overlap(base, new)
     except HistoryError as error:
         print(f"diffbench compare: {error}", file=sys.stderr)
         return 2
     comparison = compare_runs(base, new, arguments.fail)
+    comparison.inconclusive_fails = arguments.inconclusive == "fail"
     if comparison.stack_differences:
         differences = "; ".join(comparison.stack_differences)
         if arguments.same_stack:
@@ -115,7 +136,7 @@ def compare_two_runs(arguments: argparse.Namespace) -> int:
         except OSError as error:
             print(f"diffbench compare: cannot write {arguments.json}: {error}", file=sys.stderr)
             return 2
-    return 1 if comparison.regressions else 0
+    return 1 if comparison.failed else 0
 
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:
@@ -124,13 +145,18 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
     compare = commands.add_parser("compare", help="compare two runs; exit 1 on a regression beyond thresholds",
                                   description="Compare two runs case by case: exit 0 when nothing regressed, "
-                                              "1 when something did, 2 for unusable input.")
+                                              "1 when something did (or a change is inconclusive, unless "
+                                              "--inconclusive pass), 2 for unusable input or runs sharing no case.")
     compare.add_argument("base", help="BASE run: run folder, results.jsonl, pytest-benchmark JSON or storage id")
     compare.add_argument("new", help="NEW run, in any of the same forms")
     compare.add_argument("--fail", type=fail_thresholds, default=DEFAULT_FAIL, metavar="METRIC:AMOUNT,...",
                          help=f"how much worse each metric may get, as a percentage of BASE or an absolute "
                               f"amount; a metric given overrides only itself (metrics: {', '.join(METRICS)}; "
                               f"default {DEFAULT_FAIL})".replace("%", "%%"))
+    compare.add_argument("--inconclusive", choices=("fail", "pass"), default="fail",
+                         help="a change for the worse beyond its threshold that the rounds are too few to decide: "
+                              "fail the comparison (default, exit 1) or let it pass; either way it is listed with "
+                              "the rounds that would decide")
     compare.add_argument("--same-stack", action="store_true",
                          help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ")
     compare.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
@@ -143,14 +169,11 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
 
 def write_report_command(arguments: argparse.Namespace) -> int:
-    """Exit 0: report written; 2: a run cannot be read or the report cannot be written."""
-    from diffbench.history import HistoryError, load_run
+    """Exit 0: report written; 2: a run cannot be read (or holds no case) or the report cannot be written."""
     from diffbench.report import write_report
 
-    try:
-        runs = [load_run(spec, arguments.storage, arguments.results_dir) for spec in arguments.runs]
-    except HistoryError as error:
-        print(f"diffbench report: {error}", file=sys.stderr)
+    runs = load_runs("report", arguments.runs, arguments)
+    if runs is None:
         return 2
     try:
         files = write_report(runs, arguments.out, arguments.title, arguments.image_size)

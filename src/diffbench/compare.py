@@ -3,12 +3,13 @@
 A metric regresses when NEW is worse than BASE by more than its threshold (`10%`: relative to BASE;
 `0.02`: absolute, in the metric's unit). For the timings measured over rounds (e2e, its) the rounds
 must also differ beyond their noise: a one-sided exact Mann-Whitney test on the two runs' rounds at
-p <= 0.05 (`diffbench.noise`). With the default 3 rounds a side that means every NEW round is worse than
-every BASE round (1 ordering in 20); with more rounds one overlapping round no longer hides a clear change;
-with fewer than the test needs, complete separation of the rounds is required. A change beyond the
-threshold but inside the noise is reported as `noise`, not a regression. Memory, warmup and quality
-compare the recorded values against their thresholds only. A case `ok` in BASE and not in NEW
-regresses on its status.
+p <= 0.05 (`diffbench.noise`). With the default 6 rounds a side one stray round on either side still
+lets a clear change through (with 3 a side only a complete ordering could); with fewer than the test
+needs, complete separation of the rounds is required. A change for the worse beyond the threshold that
+the test cannot decide is `inconclusive` when the rounds lean that way (more rounds would decide: the
+row says how many), which fails the comparison unless told otherwise, and `noise` when they do not.
+Memory, warmup and quality compare the recorded values against their thresholds only. A case `ok` in
+BASE and not in NEW regresses on its status.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def parse_thresholds(text: str) -> dict[str, Threshold]:
 @dataclass
 class Row:
     """One case and metric (or `status`) in both runs, and the verdict: `same` (within the threshold),
-    `improved`, `noise` (beyond the threshold, inside the rounds' noise), `REGRESSED`, or `fixed` (status)."""
+    `improved`, `noise` (beyond the threshold, inside the rounds' noise), `inconclusive` (worse beyond the
+    threshold, and too few rounds to tell), `REGRESSED`, or `fixed` (status)."""
 
     case: str
     metric: str
@@ -100,6 +102,8 @@ class Row:
     verdict: str = "same"
     p_value: float | None = None
     noise_rule: str | None = None
+    rounds: tuple[int, int] | None = None  # timed rounds (BASE, NEW) the noise test had
+    rounds_needed: int | None = None  # inconclusive: rounds a side that would decide
     message: str | None = None
 
 
@@ -114,15 +118,26 @@ class Comparison:
     rows: list[Row] = field(default_factory=list)
     only_in_base: list[str] = field(default_factory=list)
     only_in_new: list[str] = field(default_factory=list)
+    inconclusive_fails: bool = True  # `--inconclusive fail` (the default) or `pass`
 
     @property
     def regressions(self) -> list[Row]:
         return [row for row in self.rows if row.verdict == "REGRESSED"]
 
+    @property
+    def inconclusive(self) -> list[Row]:
+        return [row for row in self.rows if row.verdict == "inconclusive"]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions) or (self.inconclusive_fails and bool(self.inconclusive))
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["regressions"] = [asdict(row) for row in self.regressions]
+        data["inconclusive"] = [asdict(row) for row in self.inconclusive]
         data["regressed"] = bool(self.regressions)
+        data["failed"] = self.failed
         data["summary"] = summary_line(self)
         return data
 
@@ -148,12 +163,20 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
     if negligible or not threshold.exceeded(base, new):
         return row
     worse = (new < base) if metric.higher_is_better else (new > base)
-    outside = True
     if metric.rounds_key:
         test = _noise_test(metric, base_record, new_record, worse)
-        outside, row.p_value, row.noise_rule = test.outside, test.p_value, test.rule
-    row.verdict = "noise" if not outside else "REGRESSED" if worse else "improved"
+        row.p_value, row.noise_rule, row.rounds = test.p_value, test.rule, _round_counts(metric, base_record, new_record)
+        if not test.outside:  # the rounds cannot tell: undecided if they lean the worse way, else noise
+            undecided = worse and test.rounds_needed is not None
+            row.verdict, row.rounds_needed = ("inconclusive", test.rounds_needed) if undecided else ("noise", None)
+            return row
+    row.verdict = "REGRESSED" if worse else "improved"
     return row
+
+
+def _round_counts(metric: Metric, base_record: dict, new_record: dict) -> tuple[int, int]:
+    return tuple(len([x for x in record.get(metric.rounds_key) or [] if x is not None])
+                 for record in (base_record, new_record))
 
 
 def compare_status(case: str, base_record: dict, new_record: dict) -> Row | None:
@@ -183,6 +206,13 @@ def check_comparable(run: Run) -> None:
                     item is None or _is_number(item) for item in rounds)):
                 raise HistoryError(f"{run.source}: case {case!r} has a {metric.rounds_key} that is not a list "
                                    f"of numbers: {rounds!r}")
+
+
+def check_overlap(base: Run, new: Run) -> None:
+    """HistoryError when no case of BASE is in NEW: a run that lost its cases must not pass as unchanged."""
+    if not set(base.records) & set(new.records):
+        raise HistoryError(f"no case of BASE ({len(base.records)} case(s), e.g. {next(iter(base.records))}) is in "
+                           f"NEW {new.source} ({len(new.records)} other case(s)): nothing to compare")
 
 
 def _is_number(value: Any) -> bool:
@@ -224,9 +254,9 @@ def format_change(row: Row) -> str:
 
 
 def _verdict_text(row: Row) -> str:
-    if row.verdict == "noise":
+    if row.verdict in ("noise", "inconclusive"):
         detail = f"p={row.p_value:.2f}" if row.p_value is not None else "rounds overlap"
-        return f"noise ({detail})"
+        return f"{row.verdict} ({detail})"
     return row.verdict
 
 
@@ -250,6 +280,16 @@ def regression_line(row: Row) -> str:
             f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold})")
 
 
+def inconclusive_line(row: Row) -> str:
+    """`INCONCLUSIVE <case> e2e: 1.000 s -> 3.000 s (+200.0%, threshold 10%): p=0.20 with 3 and 3 rounds; ...`."""
+    detail = f"p={row.p_value:.2f}" if row.p_value is not None else "the rounds overlap"
+    base_rounds, new_rounds = row.rounds or (0, 0)
+    return (f"INCONCLUSIVE {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
+            f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold}): {detail} with "
+            f"{base_rounds} and {new_rounds} rounds cannot decide; rounds ordered like these would decide with "
+            f"{row.rounds_needed} a side (--rounds {row.rounds_needed})")
+
+
 def summary_line(comparison: Comparison) -> str:
     cases = len({row.case for row in comparison.rows})
     regressions = comparison.regressions
@@ -257,6 +297,10 @@ def summary_line(comparison: Comparison) -> str:
     improved = sum(row.verdict in ("improved", "fixed") for row in comparison.rows)
     head = (f"{len(regressions)} regression(s) in {len({row.case for row in regressions})} case(s)"
             if regressions else "no regression")
+    if comparison.inconclusive:
+        head += (f", {len(comparison.inconclusive)} inconclusive ("
+                 + ("fails; --inconclusive pass lets it pass" if comparison.inconclusive_fails else "passed: --inconclusive pass")
+                 + ")")
     only = [f"{len(comparison.only_in_base)} only in BASE"] * bool(comparison.only_in_base)
     only += [f"{len(comparison.only_in_new)} only in NEW"] * bool(comparison.only_in_new)
     return (f"{head}: {cases} case(s) and {len(comparison.rows)} metric(s) compared, {improved} improved, "
@@ -272,8 +316,9 @@ def render(comparison: Comparison) -> str:
         parts.append("")
     for side, cases in (("BASE", comparison.only_in_base), ("NEW", comparison.only_in_new)):
         parts.extend([f"only in {side}: {', '.join(cases)}"] if cases else [])
-    if comparison.regressions:
+    if comparison.regressions or comparison.inconclusive:
         parts.append("")
         parts.extend(regression_line(row) for row in comparison.regressions)
+        parts.extend(inconclusive_line(row) for row in comparison.inconclusive)
     parts.extend(["", summary_line(comparison)])
     return "\n".join(parts)

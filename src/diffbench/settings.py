@@ -16,6 +16,7 @@ from diffbench.catalog import MODELS, ModelSpec, get_model
 from diffbench.controlnet import RANDOM, parse_controlnet_source
 from diffbench.errors import OptionError
 from diffbench.lora import LoraSpec
+from diffbench.options import DEFAULT_ROUNDS
 from diffbench.resume import check_resume_folder
 from diffbench.shard import Shard, parse_shard
 
@@ -40,7 +41,7 @@ class RunSettings:
     steps: int | None = None
     warmups: int = 1
     max_warmups: int = 5  # more warmup calls, until two agree (measure.settled), up to this many in all
-    rounds: int = 3
+    rounds: int = DEFAULT_ROUNDS
     batch: int = 1
     seed: int = 333
     prompt: str | None = None
@@ -228,7 +229,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         backend_options=backend_options, weights=per_model_weights, default_weights=default_weights,
         variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
         max_warmups=_or(raw.get("max_warmups"), 5),
-        rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
+        rounds=_or(raw.get("rounds"), DEFAULT_ROUNDS), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
         input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
         control_image=_check_image(raw.get("control_image"), "--control-image"),
