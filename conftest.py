@@ -19,6 +19,7 @@ from diffbench.settings import build_settings, expand_matrix
 from diffbench.resume import finished_cases, split_unfinished
 from diffbench.shard import split_items
 from diffbench.summary import markdown_table
+from diffbench.writable import check_writable_folder
 
 SETTINGS = pytest.StashKey()
 MATRIX = pytest.StashKey()
@@ -39,6 +40,12 @@ def pytest_configure(config):
     config.stash[MATRIX] = expand_matrix(settings)
     if config.getoption("diffbench_plan"):
         config.option.collectonly = True  # a plan runs nothing
+    if not config.option.collectonly:  # where the run will write: a usage error now, not at the first case
+        flag = "--resume" if settings.resume else "--results-dir"
+        try:
+            check_writable_folder(settings.resume or settings.results_dir, flag)
+        except OptionError as error:
+            raise pytest.UsageError(str(error)) from None
     restore = interrupt_on_sigterm()  # a time limit's SIGTERM still leaves the case under way recorded
     if restore is not None:
         config.add_cleanup(restore)
