@@ -16,6 +16,7 @@ from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings, expand_matrix
+from diffbench.settings_record import settings_record
 from diffbench.resume import finished_cases, split_unfinished
 from diffbench.shard import split_items
 from diffbench.summary import markdown_table
@@ -142,7 +143,7 @@ def bench_session(request):
     else:
         folder = RunFolder(settings.results_dir)
         meta = {"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
-                "settings": repr(settings), "stack": stack_info(), "command": command}
+                "settings": settings_record(settings), "stack": stack_info(), "command": command}
     request.config.stash[RUN_FOLDER] = folder
     folder.write_meta(meta)
     session = BenchSession(settings, folder)
