@@ -11,6 +11,7 @@ from diffbench.environment import git_commit, stack_info
 from diffbench.history import read_run_meta
 from diffbench.interrupt import interrupt_on_sigterm
 from diffbench.errors import OptionError
+from diffbench.progress import show_progress
 from diffbench.plan import estimate, format_plan, latest_records
 from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
@@ -50,6 +51,10 @@ def pytest_configure(config):
     restore = interrupt_on_sigterm()  # a time limit's SIGTERM still leaves the case under way recorded
     if restore is not None:
         config.add_cleanup(restore)
+
+
+def pytest_sessionstart(session):
+    show_progress(session.config)  # the runner's phase lines on the terminal, without extra flags
 
 
 def pytest_generate_tests(metafunc):
