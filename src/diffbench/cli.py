@@ -1,4 +1,6 @@
-"""The `diffbench` console command: what models, backends and stack this machine has."""
+"""The `diffbench` command, beside `pytest benchmarks/` (which runs the benchmarks): what this machine has
+(models, backends, env), and what to do with runs: print them (table), compare two (compare: exit 1 on a
+regression, for CI), render them with charts and image grids (report), join shards (merge)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,26 @@ from diffbench.environment import stack_info
 
 
 def show_models(_: argparse.Namespace) -> int:
-    for spec in MODELS.values():
-        source = spec.hub_id or "committed tiny configs (CPU)"
-        tasks = ", ".join(f"{task}={cls}" for task, cls in spec.pipelines.items())
-        print(f"{spec.name:22} {source:42} steps={spec.default_steps:<3} sizes={','.join(spec.default_resolutions):9} {tasks}")
+    rows = [(spec.name, spec.hub_id or "committed tiny configs (CPU)", f"steps={spec.default_steps}",
+             f"sizes={','.join(spec.default_resolutions)}", ", ".join(f"{task}={cls}" for task, cls in spec.pipelines.items()))
+            for spec in MODELS.values()]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:  # columns as wide as their longest entry (realvisxl-lightning-5step)
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
     return 0
+
+
+def backend_status(backend, device: str, skipped: dict[str, str | None]) -> str:
+    """`available`; `unavailable: <why>` (a package it needs is missing); or, when it skips every model
+    family here, `needs CUDA (none here)` on a machine without a GPU, `cannot run on <device>` on one with."""
+    reason = backend.unavailable_reason(device)
+    if reason is not None:
+        return "unavailable: " + reason
+    if not all(skipped.values()):
+        return "available"
+    status = "needs CUDA (none here)" if device == "cpu" else f"cannot run on {device}"
+    reasons = set(skipped.values())
+    return f"{status}: {reasons.pop()}" if len(reasons) == 1 else status
 
 
 def backend_lines(device: str) -> list[str]:
@@ -28,8 +45,13 @@ def backend_lines(device: str) -> list[str]:
     lines = []
     for name, cls in registry().items():
         backend = cls()
-        reason = backend.unavailable_reason(device)
-        lines.append(f"{name:36} {'available' if reason is None else 'unavailable: ' + reason}")
+        skipped = {}
+        for model in REPRESENTATIVE_MODELS:
+            spec = MODELS[model]
+            case = Case(model, next(iter(spec.pipelines)), Resolution(1024, 1024), name)
+            skipped[model] = backend.unsupported_reason(case, spec, device)
+        status = backend_status(backend, device, skipped)
+        lines.append(f"{name:36} {status}")
         if cls.summary:
             lines.append(f"    {cls.summary}")
         kind = "lossy" if cls.lossy else "lossless"
@@ -37,15 +59,7 @@ def backend_lines(device: str) -> list[str]:
         if cls.option_keys:
             defaults = json.dumps(cls.default_options) if cls.default_options else "{}"
             lines.append(f"    options: {', '.join(sorted(cls.option_keys))}; defaults {defaults}")
-        skipped = {}
-        for model in REPRESENTATIVE_MODELS:
-            spec = MODELS[model]
-            case = Case(model, next(iter(spec.pipelines)), Resolution(1024, 1024), name)
-            skipped[model] = backend.unsupported_reason(case, spec, device)
-        reasons = set(skipped.values())
-        if len(reasons) == 1 and None not in reasons:
-            lines.append(f"    skips every model on {device}: {reasons.pop()}")
-        else:
+        if not (all(skipped.values()) and len(set(skipped.values())) == 1):  # else the status gave the reason
             lines += [f"    skips {model} on {device}: {why}" for model, why in skipped.items() if why]
     return lines
 
@@ -60,7 +74,11 @@ def show_backends(_: argparse.Namespace) -> int:
 
 
 def show_env(_: argparse.Namespace) -> int:
-    print(json.dumps(stack_info(), indent=2))
+    from diffbench.environment import extras
+
+    installed = extras()
+    print(json.dumps({**stack_info(), "extras": installed if installed is not None else
+                      "unknown: diffbench is not installed as a package (pip install -e .)"}, indent=2))
     return show_backends(_)
 
 
@@ -228,6 +246,16 @@ def add_merge_command(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from diffbench.third_party_logs import quiet_known_noise
+
+    undo = quiet_known_noise()  # before the backends import torchao
+    try:
+        return run_command(argv)
+    finally:
+        undo()
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="diffbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the models of the catalog").set_defaults(run=show_models)
