@@ -259,6 +259,9 @@ def test_damaged_input_is_exit_2_for_compare_and_report(tiny_run, capsys, tmp_pa
     code = main(["report", str(tiny_run.folder), str(bad), "--out", str(tmp_path / "report")])
     err = capsys.readouterr().err
     assert code == 2 and expected in err and not (tmp_path / "report").exists(), err
+    if bad.is_dir() and damage != "empty":  # `diffbench table` and `diffbench merge` read results.jsonl the same way
+        assert main(["table", str(bad / "results.jsonl")]) == 2 and expected in capsys.readouterr().err
+        assert main(["merge", str(bad), "--out", str(tmp_path / "merged")]) == 2 and expected in capsys.readouterr().err
 
 
 def test_a_torn_last_line_is_left_out_with_a_warning(tiny_run, capsys, tmp_path):
@@ -268,8 +271,10 @@ def test_a_torn_last_line_is_left_out_with_a_warning(tiny_run, capsys, tmp_path)
     code, out, err = compare(capsys, tiny_run.folder, torn)
     assert code == 0 and "no regression" in out
     assert f"warning: {torn / 'results.jsonl'}: its last line (line 2) is cut short" in err
-    assert main(["report", str(torn), "--out", str(tmp_path / "report")]) == 0
-    assert "its last line (line 2) is cut short" in capsys.readouterr().err
+    for command in (["report", str(torn), "--out", str(tmp_path / "report")], ["table", str(torn / "results.jsonl")],
+                    ["merge", str(torn), "--out", str(tmp_path / "merged")]):
+        assert main(command) == 0
+        assert f"diffbench {command[0]}: warning: " in capsys.readouterr().err
 
 
 def test_non_numeric_metric_exits_2_naming_file_case_and_key(tiny_run, capsys, tmp_path):

@@ -83,13 +83,25 @@ def show_env(_: argparse.Namespace) -> int:
 
 
 def show_table(arguments: argparse.Namespace) -> int:
-    from diffbench.summary import table_for_files
+    """Exit 0: the table printed; 2: a file is missing or cannot be read (a torn last line is a warning)."""
+    from diffbench.history import HistoryError, read_records
+    from diffbench.summary import markdown_table
 
     missing = [path for path in arguments.results if not path.is_file()]
     if missing:
         print(f"diffbench table: no such results file: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    print(table_for_files(arguments.results))
+    records = []
+    try:
+        for path in arguments.results:
+            read, warnings = read_records(path)
+            records += read
+            for warning in warnings:
+                print(f"diffbench table: warning: {warning}", file=sys.stderr)
+    except HistoryError as error:
+        print(f"diffbench table: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(records))
     return 0
 
 

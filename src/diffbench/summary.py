@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 from typing import Any, Iterable
 
-from diffbench.records import read_results
 
 # Short names: with the case ids the table stays within a terminal's 120 columns.
 COLUMNS = ("case", "status", "dtype", "steps", "warmup s", "E2E s median (range)", "it/s", "peak GiB", "SSIM min",
@@ -68,8 +66,3 @@ def markdown_table(records: Iterable[dict[str, Any]]) -> str:
         lines += textwrap.wrap(f"[{index}] {message}", NOTE_WIDTH, subsequent_indent="    ",
                                break_long_words=False, break_on_hyphens=False)
     return "\n".join(lines)
-
-
-def table_for_files(paths: Iterable[Path]) -> str:
-    records = [record for path in paths for record in read_results(Path(path))]
-    return markdown_table(records)
