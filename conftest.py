@@ -53,10 +53,6 @@ def pytest_configure(config):
         config.add_cleanup(restore)
 
 
-def pytest_sessionstart(session):
-    show_progress(session.config)  # the runner's phase lines on the terminal, without extra flags
-
-
 def pytest_generate_tests(metafunc):
     if "case" not in metafunc.fixturenames:
         return
@@ -110,6 +106,8 @@ def keep_only(config, items, kept, deselected):
 
 
 def pytest_collection_finish(session):
+    if any(case_of(item) is not None for item in session.items):  # a benchmark run, not the harness's tests
+        show_progress(session.config)  # the runner's phase lines on the terminal, without extra flags
     if not session.config.getoption("diffbench_plan"):
         return
     cases = [case for case in map(case_of, session.items) if case is not None]
