@@ -137,7 +137,8 @@ def load_runs(command: str, specs: list[str], arguments: argparse.Namespace) -> 
 def compare_two_runs(arguments: argparse.Namespace) -> int:
     """Exit 0: nothing regressed; 1: something did, or a change is inconclusive (unless --inconclusive pass);
     2: a run is unusable, the runs share no case, or stacks differ with --same-stack."""
-    from diffbench.compare import check_overlap, compare_runs, render
+    from diffbench.compare import check_overlap, compare_runs
+    from diffbench.compare_text import comparison_json, render
     from diffbench.history import HistoryError
 
     runs = load_runs("compare", [arguments.base, arguments.new], arguments)
@@ -162,7 +163,7 @@ def compare_two_runs(arguments: argparse.Namespace) -> int:
     print(render(comparison))
     if arguments.json:
         try:
-            arguments.json.write_text(json.dumps(comparison.as_json(), indent=2) + "\n")
+            arguments.json.write_text(json.dumps(comparison_json(comparison), indent=2) + "\n")
         except OSError as error:
             print(f"diffbench compare: cannot write {arguments.json}: {error}", file=sys.stderr)
             return 2
