@@ -11,14 +11,17 @@ from diffbench.environment import git_commit, stack_info
 from diffbench.history import read_run_meta
 from diffbench.interrupt import interrupt_on_sigterm
 from diffbench.errors import OptionError
+from diffbench.progress import show_progress
 from diffbench.plan import estimate, format_plan, latest_records
 from diffbench.options import add_options, raw_values
 from diffbench.records import RunFolder, read_results
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings, expand_matrix
+from diffbench.settings_record import settings_record
 from diffbench.resume import finished_cases, split_unfinished
 from diffbench.shard import split_items
 from diffbench.summary import markdown_table
+from diffbench.writable import check_writable_folder
 
 SETTINGS = pytest.StashKey()
 MATRIX = pytest.StashKey()
@@ -39,6 +42,12 @@ def pytest_configure(config):
     config.stash[MATRIX] = expand_matrix(settings)
     if config.getoption("diffbench_plan"):
         config.option.collectonly = True  # a plan runs nothing
+    if not config.option.collectonly:  # where the run will write: a usage error now, not at the first case
+        flag = "--resume" if settings.resume else "--results-dir"
+        try:
+            check_writable_folder(settings.resume or settings.results_dir, flag)
+        except OptionError as error:
+            raise pytest.UsageError(str(error)) from None
     restore = interrupt_on_sigterm()  # a time limit's SIGTERM still leaves the case under way recorded
     if restore is not None:
         config.add_cleanup(restore)
@@ -97,6 +106,8 @@ def keep_only(config, items, kept, deselected):
 
 
 def pytest_collection_finish(session):
+    if any(case_of(item) is not None for item in session.items):  # a benchmark run, not the harness's tests
+        show_progress(session.config)  # the runner's phase lines on the terminal, without extra flags
     if not session.config.getoption("diffbench_plan"):
         return
     cases = [case for case in map(case_of, session.items) if case is not None]
@@ -135,7 +146,7 @@ def bench_session(request):
     else:
         folder = RunFolder(settings.results_dir)
         meta = {"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
-                "settings": repr(settings), "stack": stack_info(), "command": command}
+                "settings": settings_record(settings), "stack": stack_info(), "command": command}
     request.config.stash[RUN_FOLDER] = folder
     folder.write_meta(meta)
     session = BenchSession(settings, folder)

@@ -109,14 +109,58 @@ def test_slower_beyond_noise_regresses_naming_case_and_metric(tiny_run, capsys, 
 
 
 def test_slower_inside_noise_is_not_a_regression(tiny_run, capsys, tmp_path):
-    def overlapping(records):  # median 30% slower, but NEW's fastest round inside BASE's range
+    def noisy(records):  # BASE's rounds spread 0.5-2x; NEW's median 30% slower, its rounds as spread
         record = records[0]
-        _, median, slowest = sorted(record["e2e_rounds_s"])
-        record["e2e_rounds_s"] = [(median + slowest) / 2, median * 1.3, slowest * 1.3]
-        record["e2e_s"] = median * 1.3
-    code, out, err = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "noisy", overlapping))
+        median = record["e2e_s"]
+        record["e2e_rounds_s"] = [median * 0.5, median, median * 2.0]
+    def interleaved(records):
+        noisy(records)
+        record = records[0]
+        median = record["e2e_s"]
+        record["e2e_rounds_s"], record["e2e_s"] = [median * 0.6, median * 1.3, median * 1.4], median * 1.3
+    base = copy_run(tiny_run, tmp_path / "base", noisy)
+    code, out, err = compare(capsys, base, copy_run(tiny_run, tmp_path / "noisy", interleaved))
     assert code == 0, out + err
-    assert "+30.0%" in out and "noise (p=0.10)" in out and "0 regression" not in out
+    assert "+30.0%" in out and "noise (p=0.50)" in out and "INCONCLUSIVE" not in out
+
+
+def one_slow_round(rounds: int):
+    """BASE: `rounds` steady rounds, the last one 3.05x slower; NEW: 3x slower, steady (issue 16's case)."""
+    def base(records):
+        median = records[0]["e2e_s"]
+        records[0]["e2e_rounds_s"] = [median * (1 + i / 1000) for i in range(rounds - 1)] + [median * 3.05]
+        records[0]["e2e_s"] = median
+    def new(records):
+        median = records[0]["e2e_s"]
+        records[0]["e2e_rounds_s"] = [median * (3 + i / 1000) for i in range(rounds)]
+        records[0]["e2e_s"] = median * 3
+    return base, new
+
+
+def test_a_large_change_too_few_rounds_can_decide_is_inconclusive_and_fails(tiny_run, capsys, tmp_path):
+    edit_base, edit_new = one_slow_round(3)
+    base, new = copy_run(tiny_run, tmp_path / "base", edit_base), copy_run(tiny_run, tmp_path / "new", edit_new)
+    code, out, err = compare(capsys, base, new)
+    assert code == 1, out + err
+    assert "+200.0%" in out and "inconclusive (p=0.35)" in out and "REGRESSION" not in out
+    assert (f"INCONCLUSIVE {CASE} e2e:" in out and "p=0.35 with 3 and 3 rounds cannot decide" in out
+            and "would decide with 18 a side (--rounds 18)" in out)
+    assert "1 inconclusive (fails; --inconclusive pass lets it pass)" in out
+    code, out, _ = compare(capsys, base, new, "--inconclusive", "pass", "--json", str(tmp_path / "c.json"))
+    assert code == 0 and f"INCONCLUSIVE {CASE} e2e:" in out
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["failed"] is False and data["inconclusive"][0]["rounds_needed"] == 18
+
+
+def test_the_default_rounds_decide_past_one_stray_round(tiny_run, capsys, tmp_path):
+    from diffbench.options import DEFAULT_ROUNDS
+    from diffbench.settings import RunSettings, build_settings
+
+    assert RunSettings().rounds == build_settings({"models": "tiny-sdxl"}).rounds == DEFAULT_ROUNDS == 6
+    edit_base, edit_new = one_slow_round(DEFAULT_ROUNDS)
+    base, new = copy_run(tiny_run, tmp_path / "base", edit_base), copy_run(tiny_run, tmp_path / "new", edit_new)
+    code, out, _ = compare(capsys, base, new)
+    assert code == 1 and f"REGRESSION {CASE} e2e:" in out and "(+200.0%, threshold 10%)" in out
 
 
 def test_lower_its_beyond_noise_regresses(tiny_run, capsys, tmp_path):
@@ -166,6 +210,14 @@ def test_cases_in_one_run_only_are_listed_not_regressions(tiny_run, capsys, tmp_
     assert code == 0 and "only in BASE: tiny-sdxl-t2i-256-eager" in out
 
 
+def test_a_new_run_holding_none_of_the_base_cases_is_exit_2(tiny_run, capsys, tmp_path):
+    def other_cases(records):
+        records[:] = [dict(records[0], case="tiny-sdxl-t2i-256-eager"), dict(records[0], case="tiny-sdxl-t2i-64-eager")]
+    code, out, err = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "lost", other_cases))
+    assert code == 2 and out == ""
+    assert f"no case of BASE (1 case(s), e.g. {CASE}) is in NEW" in err and "nothing to compare" in err
+
+
 def test_corrupt_and_missing_files_exit_2_naming_them(tiny_run, capsys, tmp_path):
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text('{"benchmarks": [')
@@ -177,6 +229,52 @@ def test_corrupt_and_missing_files_exit_2_naming_them(tiny_run, capsys, tmp_path
     assert code == 2 and f"{torn / 'results.jsonl'} has a corrupt line" in err
     code, _, err = compare(capsys, tiny_run.folder, tmp_path / "nosuch.json", "--storage", str(tmp_path))
     assert code == 2 and "no run" in err and "nosuch.json" in err
+
+
+def damaged(run: TinyRun, target: Path, damage: str) -> tuple[Path, str]:
+    """A copy of the run damaged one way, and what the error must say about it."""
+    if damage.startswith("benchmarks"):
+        target.mkdir()
+        body = {"benchmarks=5": 5, "benchmarks=[1, 2]": [1, 2]}[damage]
+        (target / "b.json").write_text(json.dumps({"benchmarks": body}))
+        expected = {"benchmarks=5": "is not a pytest-benchmark JSON file (no 'benchmarks' list)",
+                    "benchmarks=[1, 2]": "benchmark 1 is not a pytest-benchmark entry (a JSON object): '1'"}[damage]
+        return target / "b.json", expected
+    folder = copy_run(run, target)
+    results = folder / "results.jsonl"
+    good = results.read_bytes()
+    results.write_bytes({"binary": b"\xff\xfe\x00\x01" + good, "42": b"42\n" + good, "null": b"null\n" + good,
+                         "empty": b""}[damage])
+    expected = {"binary": "is not a results file: byte 0 is not UTF-8 text",
+                "42": "line 1 is not a diffbench record (a JSON object with a case): '42'",
+                "null": "line 1 is not a diffbench record", "empty": "holds no diffbench case record"}[damage]
+    return folder, expected
+
+
+@pytest.mark.parametrize("damage", ["binary", "42", "null", "empty", "benchmarks=5", "benchmarks=[1, 2]"])
+def test_damaged_input_is_exit_2_for_compare_and_report(tiny_run, capsys, tmp_path, damage):
+    bad, expected = damaged(tiny_run, tmp_path / "bad", damage)
+    code, out, err = compare(capsys, tiny_run.folder, bad)
+    assert code == 2 and expected in err and str(bad) in err and out == "", err
+    code = main(["report", str(tiny_run.folder), str(bad), "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and not (tmp_path / "report").exists(), err
+    if bad.is_dir() and damage != "empty":  # `diffbench table` and `diffbench merge` read results.jsonl the same way
+        assert main(["table", str(bad / "results.jsonl")]) == 2 and expected in capsys.readouterr().err
+        assert main(["merge", str(bad), "--out", str(tmp_path / "merged")]) == 2 and expected in capsys.readouterr().err
+
+
+def test_a_torn_last_line_is_left_out_with_a_warning(tiny_run, capsys, tmp_path):
+    torn = copy_run(tiny_run, tmp_path / "torn")
+    with open(torn / "results.jsonl", "a") as handle:
+        handle.write('{"case": "tiny-sdxl-t2i-256-eag')  # a run killed while writing its second record
+    code, out, err = compare(capsys, tiny_run.folder, torn)
+    assert code == 0 and "no regression" in out
+    assert f"warning: {torn / 'results.jsonl'}: its last line (line 2) is cut short" in err
+    for command in (["report", str(torn), "--out", str(tmp_path / "report")], ["table", str(torn / "results.jsonl")],
+                    ["merge", str(torn), "--out", str(tmp_path / "merged")]):
+        assert main(command) == 0
+        assert f"diffbench {command[0]}: warning: " in capsys.readouterr().err
 
 
 def test_non_numeric_metric_exits_2_naming_file_case_and_key(tiny_run, capsys, tmp_path):

@@ -146,6 +146,37 @@ def test_two_runs_give_a_trend_of_the_shared_cases(run_folders, report):
     assert [row[label] for label in labels] == [f"{run.records[f'{TINY}-eager']['e2e_s']:.3f}" for run in runs]
 
 
+def test_cases_not_ok_in_a_run_are_named_in_the_trend(run_folders, tmp_path):
+    """Two runs of the main job on a CPU: the full-size case skipped in both, the tiny one failed in one."""
+    second = tmp_path / "second"
+    shutil.copytree(run_folders[0], second)
+    results = second / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    for record in records:
+        if record["case"] == f"{TINY}-compile":
+            record.update(status="failed", message="quality gate: SSIM 0.5 below 0.98")
+    results.write_text("".join(json.dumps(record) + "\n" for record in records))
+    out = tmp_path / "out"
+    assert main(["report", str(run_folders[0]), str(second), "--out", str(out)]) == 0
+    rows = {row["case"]: list(row.values()) for row in markdown_tables((out / "report.md").read_text())["Trend over runs"]}
+    assert rows[SKIPPED][1:3] == ["skipped", "skipped"]
+    assert rows[f"{TINY}-compile"][2] == "failed" and rows[f"{TINY}-eager"][2] != "-"
+
+
+def test_a_report_that_fails_half_way_leaves_no_half_report(run_folders, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compare.txt").write_text("kept")  # the nightly writes beside the report
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("diffbench.report.trend_chart", full_disk)  # after the grids and charts are drawn
+    assert main(["report", *map(str, run_folders), "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(path.name for path in out.iterdir()) == ["compare.txt"]
+
+
 def test_a_missing_image_is_reported_not_fatal(run_folders, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(run_folders[1], folder)

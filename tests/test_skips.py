@@ -6,7 +6,7 @@ import torch
 from diffbench.backends.base import Backend, register
 from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS
-from diffbench.errors import UnavailableError
+from diffbench.errors import OptionError, UnavailableError
 from diffbench.records import read_results
 from diffbench.settings import expand_matrix
 from diffbench.weights import load_from_hub
@@ -44,7 +44,10 @@ def test_tiny_model_and_explicit_cpu_are_not_skipped(tmp_path):
 
 
 def test_cuda_requested_without_cuda(tmp_path):
-    session = make_session(tmp_path, device="cuda")
+    with pytest.raises(OptionError, match="--device cuda: torch .* sees no CUDA GPU here; use --device cpu"):
+        make_session(tmp_path, device="cuda")  # a usage error now (tests/test_usage_errors.py) ...
+    session = make_session(tmp_path)
+    session.device = "cuda"  # ... and the runner's own check stays as a fallback
     assert "--device cuda, but torch" in session.skip_reason(case("tiny-sdxl"), MODELS["tiny-sdxl"])
 
 

@@ -1,4 +1,6 @@
-"""The `diffbench` console command: what models, backends and stack this machine has."""
+"""The `diffbench` command, beside `pytest benchmarks/` (which runs the benchmarks): what this machine has
+(models, backends, env), and what to do with runs: print them (table), compare two (compare: exit 1 on a
+regression, for CI), render them with charts and image grids (report), join shards (merge)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,26 @@ from diffbench.selfcheck import add_selfcheck_command
 
 
 def show_models(_: argparse.Namespace) -> int:
-    for spec in MODELS.values():
-        source = spec.hub_id or "committed tiny configs (CPU)"
-        tasks = ", ".join(f"{task}={cls}" for task, cls in spec.pipelines.items())
-        print(f"{spec.name:22} {source:42} steps={spec.default_steps:<3} sizes={','.join(spec.default_resolutions):9} {tasks}")
+    rows = [(spec.name, spec.hub_id or "committed tiny configs (CPU)", f"steps={spec.default_steps}",
+             f"sizes={','.join(spec.default_resolutions)}", ", ".join(f"{task}={cls}" for task, cls in spec.pipelines.items()))
+            for spec in MODELS.values()]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:  # columns as wide as their longest entry (realvisxl-lightning-5step)
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
     return 0
+
+
+def backend_status(backend, device: str, skipped: dict[str, str | None]) -> str:
+    """`available`; `unavailable: <why>` (a package it needs is missing); or, when it skips every model
+    family here, `needs CUDA (none here)` on a machine without a GPU, `cannot run on <device>` on one with."""
+    reason = backend.unavailable_reason(device)
+    if reason is not None:
+        return "unavailable: " + reason
+    if not all(skipped.values()):
+        return "available"
+    status = "needs CUDA (none here)" if device == "cpu" else f"cannot run on {device}"
+    reasons = set(skipped.values())
+    return f"{status}: {reasons.pop()}" if len(reasons) == 1 else status
 
 
 def backend_lines(device: str) -> list[str]:
@@ -29,8 +46,13 @@ def backend_lines(device: str) -> list[str]:
     lines = []
     for name, cls in registry().items():
         backend = cls()
-        reason = backend.unavailable_reason(device)
-        lines.append(f"{name:36} {'available' if reason is None else 'unavailable: ' + reason}")
+        skipped = {}
+        for model in REPRESENTATIVE_MODELS:
+            spec = MODELS[model]
+            case = Case(model, next(iter(spec.pipelines)), Resolution(1024, 1024), name)
+            skipped[model] = backend.unsupported_reason(case, spec, device)
+        status = backend_status(backend, device, skipped)
+        lines.append(f"{name:36} {status}")
         if cls.summary:
             lines.append(f"    {cls.summary}")
         kind = "lossy" if cls.lossy else "lossless"
@@ -38,15 +60,7 @@ def backend_lines(device: str) -> list[str]:
         if cls.option_keys:
             defaults = json.dumps(cls.default_options) if cls.default_options else "{}"
             lines.append(f"    options: {', '.join(sorted(cls.option_keys))}; defaults {defaults}")
-        skipped = {}
-        for model in REPRESENTATIVE_MODELS:
-            spec = MODELS[model]
-            case = Case(model, next(iter(spec.pipelines)), Resolution(1024, 1024), name)
-            skipped[model] = backend.unsupported_reason(case, spec, device)
-        reasons = set(skipped.values())
-        if len(reasons) == 1 and None not in reasons:
-            lines.append(f"    skips every model on {device}: {reasons.pop()}")
-        else:
+        if not (all(skipped.values()) and len(set(skipped.values())) == 1):  # else the status gave the reason
             lines += [f"    skips {model} on {device}: {why}" for model, why in skipped.items() if why]
     return lines
 
@@ -61,18 +75,34 @@ def show_backends(_: argparse.Namespace) -> int:
 
 
 def show_env(_: argparse.Namespace) -> int:
-    print(json.dumps(stack_info(), indent=2))
+    from diffbench.environment import extras
+
+    installed = extras()
+    print(json.dumps({**stack_info(), "extras": installed if installed is not None else
+                      "unknown: diffbench is not installed as a package (pip install -e .)"}, indent=2))
     return show_backends(_)
 
 
 def show_table(arguments: argparse.Namespace) -> int:
-    from diffbench.summary import table_for_files
+    """Exit 0: the table printed; 2: a file is missing or cannot be read (a torn last line is a warning)."""
+    from diffbench.history import HistoryError, read_records
+    from diffbench.summary import markdown_table
 
     missing = [path for path in arguments.results if not path.is_file()]
     if missing:
         print(f"diffbench table: no such results file: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    print(table_for_files(arguments.results))
+    records = []
+    try:
+        for path in arguments.results:
+            read, warnings = read_records(path)
+            records += read
+            for warning in warnings:
+                print(f"diffbench table: warning: {warning}", file=sys.stderr)
+    except HistoryError as error:
+        print(f"diffbench table: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(records))
     return 0
 
 
@@ -87,20 +117,42 @@ def fail_thresholds(text: str) -> dict:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def compare_two_runs(arguments: argparse.Namespace) -> int:
-    """Exit 0: nothing regressed; 1: something did; 2: a run is unusable, or stacks differ with --same-stack."""
-    from diffbench.compare import check_comparable, compare_runs, render
+def load_runs(command: str, specs: list[str], arguments: argparse.Namespace) -> list | None:
+    """The runs named, each checked (records, numbers), with their warnings printed; None (after saying
+    why) when one cannot be used, which the command turns into exit 2."""
+    from diffbench.compare import check_comparable
     from diffbench.history import HistoryError, load_run
 
     try:
-        base = load_run(arguments.base, arguments.storage, arguments.results_dir)
-        new = load_run(arguments.new, arguments.storage, arguments.results_dir)
-        check_comparable(base)
-        check_comparable(new)
+        runs = [load_run(spec, arguments.storage, arguments.results_dir) for spec in specs]
+        for run in runs:
+            check_comparable(run)
+    except HistoryError as error:
+        print(f"diffbench {command}: {error}", file=sys.stderr)
+        return None
+    for warning in (warning for run in runs for warning in run.warnings):
+        print(f"diffbench {command}: warning: {warning}", file=sys.stderr)
+    return runs
+
+
+def compare_two_runs(arguments: argparse.Namespace) -> int:
+    """Exit 0: nothing regressed; 1: something did, or a change is inconclusive (unless --inconclusive pass);
+    2: a run is unusable, the runs share no case, or stacks differ with --same-stack."""
+    from diffbench.compare import check_overlap, compare_runs
+    from diffbench.compare_text import comparison_json, render
+    from diffbench.history import HistoryError
+
+    runs = load_runs("compare", [arguments.base, arguments.new], arguments)
+    if runs is None:
+        return 2
+    base, new = runs
+    try:
+        check_overlap(base, new)
     except HistoryError as error:
         print(f"diffbench compare: {error}", file=sys.stderr)
         return 2
     comparison = compare_runs(base, new, arguments.fail)
+    comparison.inconclusive_fails = arguments.inconclusive == "fail"
     if comparison.stack_differences:
         differences = "; ".join(comparison.stack_differences)
         if arguments.same_stack:
@@ -112,11 +164,11 @@ def compare_two_runs(arguments: argparse.Namespace) -> int:
     print(render(comparison))
     if arguments.json:
         try:
-            arguments.json.write_text(json.dumps(comparison.as_json(), indent=2) + "\n")
+            arguments.json.write_text(json.dumps(comparison_json(comparison), indent=2) + "\n")
         except OSError as error:
             print(f"diffbench compare: cannot write {arguments.json}: {error}", file=sys.stderr)
             return 2
-    return 1 if comparison.regressions else 0
+    return 1 if comparison.failed else 0
 
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:
@@ -125,13 +177,18 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
     compare = commands.add_parser("compare", help="compare two runs; exit 1 on a regression beyond thresholds",
                                   description="Compare two runs case by case: exit 0 when nothing regressed, "
-                                              "1 when something did, 2 for unusable input.")
+                                              "1 when something did (or a change is inconclusive, unless "
+                                              "--inconclusive pass), 2 for unusable input or runs sharing no case.")
     compare.add_argument("base", help="BASE run: run folder, results.jsonl, pytest-benchmark JSON or storage id")
     compare.add_argument("new", help="NEW run, in any of the same forms")
     compare.add_argument("--fail", type=fail_thresholds, default=DEFAULT_FAIL, metavar="METRIC:AMOUNT,...",
                          help=f"how much worse each metric may get, as a percentage of BASE or an absolute "
                               f"amount; a metric given overrides only itself (metrics: {', '.join(METRICS)}; "
                               f"default {DEFAULT_FAIL})".replace("%", "%%"))
+    compare.add_argument("--inconclusive", choices=("fail", "pass"), default="fail",
+                         help="a change for the worse beyond its threshold that the rounds are too few to decide: "
+                              "fail the comparison (default, exit 1) or let it pass; either way it is listed with "
+                              "the rounds that would decide")
     compare.add_argument("--same-stack", action="store_true",
                          help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ")
     compare.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
@@ -144,14 +201,11 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
 
 def write_report_command(arguments: argparse.Namespace) -> int:
-    """Exit 0: report written; 2: a run cannot be read or the report cannot be written."""
-    from diffbench.history import HistoryError, load_run
+    """Exit 0: report written; 2: a run cannot be read (or holds no case) or the report cannot be written."""
     from diffbench.report import write_report
 
-    try:
-        runs = [load_run(spec, arguments.storage, arguments.results_dir) for spec in arguments.runs]
-    except HistoryError as error:
-        print(f"diffbench report: {error}", file=sys.stderr)
+    runs = load_runs("report", arguments.runs, arguments)
+    if runs is None:
         return 2
     try:
         files = write_report(runs, arguments.out, arguments.title, arguments.image_size)
@@ -206,6 +260,16 @@ def add_merge_command(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from diffbench.third_party_logs import quiet_known_noise
+
+    undo = quiet_known_noise()  # before the backends import torchao
+    try:
+        return run_command(argv)
+    finally:
+        undo()
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="diffbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the models of the catalog").set_defaults(run=show_models)

@@ -3,17 +3,18 @@
 A metric regresses when NEW is worse than BASE by more than its threshold (`10%`: relative to BASE;
 `0.02`: absolute, in the metric's unit). For the timings measured over rounds (e2e, its) the rounds
 must also differ beyond their noise: a one-sided exact Mann-Whitney test on the two runs' rounds at
-p <= 0.05 (`diffbench.noise`). With the default 3 rounds a side that means every NEW round is worse than
-every BASE round (1 ordering in 20); with more rounds one overlapping round no longer hides a clear change;
-with fewer than the test needs, complete separation of the rounds is required. A change beyond the
-threshold but inside the noise is reported as `noise`, not a regression. Memory, warmup and quality
-compare the recorded values against their thresholds only. A case `ok` in BASE and not in NEW
-regresses on its status.
+p <= 0.05 (`diffbench.noise`). With the default 6 rounds a side one stray round on either side still
+lets a clear change through (with 3 a side only a complete ordering could); with fewer than the test
+needs, complete separation of the rounds is required. A change for the worse beyond the threshold that
+the test cannot decide is `inconclusive` when the rounds lean that way (more rounds would decide: the
+row says how many), which fails the comparison unless told otherwise, and `noise` when they do not.
+Memory, warmup and quality compare the recorded values against their thresholds only. A case `ok` in
+BASE and not in NEW regresses on its status.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from diffbench.errors import OptionError
@@ -88,7 +89,8 @@ def parse_thresholds(text: str) -> dict[str, Threshold]:
 @dataclass
 class Row:
     """One case and metric (or `status`) in both runs, and the verdict: `same` (within the threshold),
-    `improved`, `noise` (beyond the threshold, inside the rounds' noise), `REGRESSED`, or `fixed` (status)."""
+    `improved`, `noise` (beyond the threshold, inside the rounds' noise), `inconclusive` (worse beyond the
+    threshold, and too few rounds to tell), `REGRESSED`, or `fixed` (status)."""
 
     case: str
     metric: str
@@ -100,6 +102,8 @@ class Row:
     verdict: str = "same"
     p_value: float | None = None
     noise_rule: str | None = None
+    rounds: tuple[int, int] | None = None  # timed rounds (BASE, NEW) the noise test had
+    rounds_needed: int | None = None  # inconclusive: rounds a side that would decide
     message: str | None = None
 
 
@@ -114,17 +118,19 @@ class Comparison:
     rows: list[Row] = field(default_factory=list)
     only_in_base: list[str] = field(default_factory=list)
     only_in_new: list[str] = field(default_factory=list)
+    inconclusive_fails: bool = True  # `--inconclusive fail` (the default) or `pass`
 
     @property
     def regressions(self) -> list[Row]:
         return [row for row in self.rows if row.verdict == "REGRESSED"]
 
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["regressions"] = [asdict(row) for row in self.regressions]
-        data["regressed"] = bool(self.regressions)
-        data["summary"] = summary_line(self)
-        return data
+    @property
+    def inconclusive(self) -> list[Row]:
+        return [row for row in self.rows if row.verdict == "inconclusive"]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions) or (self.inconclusive_fails and bool(self.inconclusive))
 
 
 def _noise_test(metric: Metric, base_record: dict, new_record: dict, worse: bool) -> NoiseTest:
@@ -148,12 +154,20 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
     if negligible or not threshold.exceeded(base, new):
         return row
     worse = (new < base) if metric.higher_is_better else (new > base)
-    outside = True
     if metric.rounds_key:
         test = _noise_test(metric, base_record, new_record, worse)
-        outside, row.p_value, row.noise_rule = test.outside, test.p_value, test.rule
-    row.verdict = "noise" if not outside else "REGRESSED" if worse else "improved"
+        row.p_value, row.noise_rule, row.rounds = test.p_value, test.rule, _round_counts(metric, base_record, new_record)
+        if not test.outside:  # the rounds cannot tell: undecided if they lean the worse way, else noise
+            undecided = worse and test.rounds_needed is not None
+            row.verdict, row.rounds_needed = ("inconclusive", test.rounds_needed) if undecided else ("noise", None)
+            return row
+    row.verdict = "REGRESSED" if worse else "improved"
     return row
+
+
+def _round_counts(metric: Metric, base_record: dict, new_record: dict) -> tuple[int, int]:
+    return tuple(len([x for x in record.get(metric.rounds_key) or [] if x is not None])
+                 for record in (base_record, new_record))
 
 
 def compare_status(case: str, base_record: dict, new_record: dict) -> Row | None:
@@ -185,6 +199,13 @@ def check_comparable(run: Run) -> None:
                                    f"of numbers: {rounds!r}")
 
 
+def check_overlap(base: Run, new: Run) -> None:
+    """HistoryError when no case of BASE is in NEW: a run that lost its cases must not pass as unchanged."""
+    if not set(base.records) & set(new.records):
+        raise HistoryError(f"no case of BASE ({len(base.records)} case(s), e.g. {next(iter(base.records))}) is in "
+                           f"NEW {new.source} ({len(new.records)} other case(s)): nothing to compare")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -205,75 +226,3 @@ def compare_runs(base: Run, new: Run, thresholds: dict[str, Threshold]) -> Compa
             comparison.rows.extend([row] if row else [])
     comparison.only_in_new = [case for case in new.records if case not in base.records]
     return comparison
-
-
-def format_value(metric_name: str, value: Any) -> str:
-    metric = METRICS.get(metric_name)
-    if metric is None or not isinstance(value, (int, float)):
-        return str(value)
-    return f"{value:.{metric.digits}f} {metric.unit}".rstrip()
-
-
-def format_change(row: Row) -> str:
-    """`+12.3%` against a relative threshold, the signed difference in the metric's unit otherwise."""
-    if row.change is None:
-        return ""
-    if row.threshold.endswith("%"):
-        return f"{row.relative * 100:+.1f}%" if row.relative is not None else "n/a (base 0)"
-    return f"{row.change:+.{METRICS[row.metric].digits}f}"
-
-
-def _verdict_text(row: Row) -> str:
-    if row.verdict == "noise":
-        detail = f"p={row.p_value:.2f}" if row.p_value is not None else "rounds overlap"
-        return f"noise ({detail})"
-    return row.verdict
-
-
-def render_table(comparison: Comparison) -> str:
-    """Aligned columns: case, metric, base, new, change, threshold, verdict."""
-    header = ("case", "metric", "base", "new", "change", "threshold", "verdict")
-    lines = [header] + [(row.case, row.metric, format_value(row.metric, row.base), format_value(row.metric, row.new),
-                         format_change(row), row.threshold, _verdict_text(row)) for row in comparison.rows]
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(text)
-
-
-def regression_line(row: Row) -> str:
-    """`REGRESSION <case> <metric>: <base> -> <new> (+12.3%, threshold 10%)`."""
-    if row.metric == "status":
-        because = f": {row.message}" if row.message else ""
-        return f"REGRESSION {row.case} status: {row.base} -> {row.new}{because}"
-    return (f"REGRESSION {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
-            f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold})")
-
-
-def summary_line(comparison: Comparison) -> str:
-    cases = len({row.case for row in comparison.rows})
-    regressions = comparison.regressions
-    noise = sum(row.verdict == "noise" for row in comparison.rows)
-    improved = sum(row.verdict in ("improved", "fixed") for row in comparison.rows)
-    head = (f"{len(regressions)} regression(s) in {len({row.case for row in regressions})} case(s)"
-            if regressions else "no regression")
-    only = [f"{len(comparison.only_in_base)} only in BASE"] * bool(comparison.only_in_base)
-    only += [f"{len(comparison.only_in_new)} only in NEW"] * bool(comparison.only_in_new)
-    return (f"{head}: {cases} case(s) and {len(comparison.rows)} metric(s) compared, {improved} improved, "
-            f"{noise} within noise" + "".join(f", {part}" for part in only))
-
-
-def render(comparison: Comparison) -> str:
-    """The whole report: runs, table, cases in one run only, one line per regression, the summary."""
-    parts = [f"BASE {comparison.base['source']} (run {comparison.base['run_id']})",
-             f"NEW  {comparison.new['source']} (run {comparison.new['run_id']})", "",
-             render_table(comparison) if comparison.rows else "(no case in both runs)"]
-    if comparison.only_in_base or comparison.only_in_new:
-        parts.append("")
-    for side, cases in (("BASE", comparison.only_in_base), ("NEW", comparison.only_in_new)):
-        parts.extend([f"only in {side}: {', '.join(cases)}"] if cases else [])
-    if comparison.regressions:
-        parts.append("")
-        parts.extend(regression_line(row) for row in comparison.regressions)
-    parts.extend(["", summary_line(comparison)])
-    return "\n".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import shutil
 import subprocess
 
@@ -19,6 +20,22 @@ def package_version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def extras() -> dict[str, dict[str, str | None]] | None:
+    """diffbench's extras (pyproject's optional dependencies), each package with its installed version (None:
+    not installed); None when diffbench is not installed as a package, so its extras are unknown."""
+    try:
+        requirements = importlib.metadata.requires("diffbench") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found: dict[str, dict[str, str | None]] = {}
+    for requirement in requirements:
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
+        if extra:
+            package = re.split(r"[\s;<>=!~\[(]", requirement.strip(), maxsplit=1)[0]
+            found.setdefault(extra.group(1), {})[package] = package_version(package)
+    return found
 
 
 def cpu_model() -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.errors import DiffbenchError
-from diffbench.records import read_results
 
 DEFAULT_STORAGE = Path("reports/history")  # pytest-benchmark's --benchmark-storage for diffbench runs
 DEFAULT_RESULTS_DIR = Path("reports/runs")
@@ -31,6 +30,7 @@ class Run:
     stack: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
     label: str = ""  # for trends: the commit or the date it ran
+    warnings: list[str] = field(default_factory=list)  # what was read past (a torn last line), for the user
 
     def image_path(self, case: str) -> Path | None:
         record = self.records.get(case) or {}
@@ -59,42 +59,84 @@ def _read_json(path: Path) -> Any:
 def read_run_meta(folder: Path) -> dict[str, Any]:
     """A run folder's run.json ({} for a run without one); HistoryError if it cannot be read."""
     path = Path(folder) / "run.json"
-    return _read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    meta = _read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("stack") or {}, dict):
+        raise HistoryError(f"{path} is not a diffbench run.json (a JSON object whose stack is an object)")
+    return meta
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of a results.jsonl and warnings about what was left out. HistoryError, naming the file
+    and the line, for anything but a torn last line (a run killed while writing it), which is a warning."""
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise HistoryError(f"{path} is not a results file: byte {error.start} is not UTF-8 text") from None
+    except OSError as error:
+        raise HistoryError(f"{path} cannot be read: {error}") from None
+    records, warnings = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number != len(lines):
+                raise HistoryError(f"{path} has a corrupt line {number}: {error}") from None
+            warnings.append(f"{path}: its last line (line {number}) is cut short, as by a run killed while "
+                            f"writing it, and was left out: {line[:60]!r}")
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("case"), str):
+            raise HistoryError(f"{path} line {number} is not a diffbench record (a JSON object with a case): "
+                               f"{line[:60]!r}")
+        records.append(record)
+    return records, warnings
 
 
 def _from_folder(folder: Path) -> Run:
-    results = folder / "results.jsonl"
-    try:
-        records = read_results(results)
-    except json.JSONDecodeError as error:
-        raise HistoryError(f"{results} has a corrupt line: {error}") from None
+    records, warnings = read_records(folder / "results.jsonl")
     meta = read_run_meta(folder)
-    by_case = {record["case"]: record for record in records if "case" in record}
+    by_case = {record["case"]: record for record in records}
     recorded_id = next((r["run_id"] for r in by_case.values() if r.get("run_id")), None)
     return Run(source=folder, run_id=meta.get("run_id") or recorded_id or folder.name, records=by_case,
                stack=stack_key(meta.get("stack") or {}), folder=folder,
-               label=meta.get("commit") or meta.get("started") or folder.name)
+               label=meta.get("commit") or meta.get("started") or folder.name, warnings=warnings)
+
+
+def _object(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    """`data[key]` where it must be a JSON object: {} when absent, HistoryError when something else."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise HistoryError(f"{path}: {key!r} is not an object: {str(value)[:60]!r}")
+    return value or {}
 
 
 def _from_benchmark_json(path: Path, results_dir: Path) -> Run:
     data = _read_json(path)
-    if not isinstance(data, dict) or "benchmarks" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise HistoryError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
     records = {}
-    for benchmark in data["benchmarks"]:
-        record = dict(benchmark.get("extra_info") or {})
+    for number, benchmark in enumerate(data["benchmarks"], start=1):
+        if not isinstance(benchmark, dict):
+            raise HistoryError(f"{path}: benchmark {number} is not a pytest-benchmark entry (a JSON object): "
+                               f"{str(benchmark)[:60]!r}")
+        record = dict(_object(benchmark, "extra_info", path))
         if "case" not in record:
             continue  # not a diffbench case
-        record.setdefault("e2e_rounds_s", (benchmark.get("stats") or {}).get("data"))
+        record.setdefault("e2e_rounds_s", _object(benchmark, "stats", path).get("data"))
         records[record["case"]] = record
     run_id = next((r["run_id"] for r in records.values() if r.get("run_id")), path.stem)
     run = Run(source=path, run_id=run_id, records=records,
-              stack=stack_key((data.get("machine_info") or {}).get("diffbench") or {}),
-              label=((data.get("commit_info") or {}).get("id") or "")[:10] or data.get("datetime", path.stem))
+              stack=stack_key(_object(_object(data, "machine_info", path), "diffbench", path)),
+              label=str(_object(data, "commit_info", path).get("id") or "")[:10] or data.get("datetime", path.stem))
     folder = results_dir / run_id
     if (folder / "results.jsonl").is_file():  # skipped and failed cases live only there
         run.folder = folder
-        for case, record in _from_folder(folder).records.items():
+        in_folder = _from_folder(folder)
+        run.warnings += in_folder.warnings
+        for case, record in in_folder.records.items():
             run.records.setdefault(case, record)
     return run
 

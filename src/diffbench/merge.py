@@ -30,6 +30,7 @@ class Merged:
     records: list[dict[str, Any]]
     replaced: list[str] = field(default_factory=list)
     stack_differences: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the runs' readers left out (a torn last line)
 
 
 def _read_meta(run: Run) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False) ->
     records = [record for record, _ in chosen.values()]
     lines = "".join(json.dumps(json_safe(record), allow_nan=False) + "\n" for record in records)
     write_text_atomically(out / "results.jsonl", lines)  # last: a folder with results.jsonl is complete
-    return Merged(out, records, replaced, meta["stack_differences"])
+    return Merged(out, records, replaced, meta["stack_differences"], [w for run in runs for w in run.warnings])
 
 
 def merge_command(arguments: argparse.Namespace) -> int:
@@ -130,6 +131,8 @@ def merge_command(arguments: argparse.Namespace) -> int:
     except OSError as error:
         print(f"diffbench merge: cannot write the merged run to {arguments.out}: {error}", file=sys.stderr)
         return 2
+    for warning in merged.warnings:
+        print(f"diffbench merge: warning: {warning}", file=sys.stderr)
     if merged.stack_differences:
         print("diffbench merge: warning: the runs' stacks differ, so may their numbers: "
               + "; ".join(merged.stack_differences), file=sys.stderr)

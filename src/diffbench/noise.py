@@ -8,6 +8,7 @@ from functools import lru_cache
 
 SIGNIFICANCE = 0.05  # one-sided: the chance that noise alone orders the rounds at least this way
 EXACT_LIMIT = 400  # rounds_a * rounds_b up to which the null distribution is counted exactly
+MAX_ROUNDS_SUGGESTED = 50  # a side: past this, rounds ordered this loosely are called noise, not undecided
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class NoiseTest:
     outside: bool
     p_value: float | None
     rule: str  # "mann-whitney", "separation" (too few rounds for the test) or "no rounds"
+    rounds_needed: int | None = None  # not outside: rounds a side that would decide, if the rounds lean that way
 
 
 @lru_cache(maxsize=None)
@@ -39,8 +41,11 @@ def u_statistic(before: list[float], after: list[float]) -> float:
 
 def p_value_higher(before: list[float], after: list[float]) -> float:
     """One-sided p-value that `after` rounds tend to be higher than `before` rounds."""
-    observed = u_statistic(before, after)
-    n, m = len(after), len(before)
+    return _p_value(u_statistic(before, after), len(after), len(before))
+
+
+def _p_value(observed: float, n: int, m: int) -> float:
+    """P(U >= observed) under no difference, for n `after` and m `before` rounds."""
     if n * m <= EXACT_LIMIT:
         counts = _u_counts(n, m)
         return sum(counts[math.ceil(observed):]) / sum(counts)
@@ -53,6 +58,19 @@ def smallest_p_value(rounds_a: int, rounds_b: int) -> float:
     return 1 / math.comb(rounds_a + rounds_b, rounds_a)
 
 
+def rounds_to_decide(before: list[float], after: list[float]) -> int | None:
+    """The fewest rounds a side at which rounds ordered like these (the same share of (before, after)
+    pairs with the after round higher) would pass the test; None when the rounds do not lean that way
+    enough for MAX_ROUNDS_SUGGESTED a side to decide."""
+    share = u_statistic(before, after) / (len(before) * len(after))
+    for rounds in range(max(len(before), len(after), 2), MAX_ROUNDS_SUGGESTED + 1):
+        pairs = rounds * rounds
+        if smallest_p_value(rounds, rounds) <= SIGNIFICANCE and _p_value(math.floor(share * pairs), rounds,
+                                                                          rounds) <= SIGNIFICANCE:
+            return rounds
+    return None
+
+
 def higher_beyond_noise(before: list[float] | None, after: list[float] | None) -> NoiseTest:
     """Whether `after` is higher than `before` beyond the rounds' noise.
 
@@ -63,6 +81,8 @@ def higher_beyond_noise(before: list[float] | None, after: list[float] | None) -
     if not before or not after:
         return NoiseTest(True, None, "no rounds")
     if smallest_p_value(len(before), len(after)) > SIGNIFICANCE:
-        return NoiseTest(min(after) > max(before), None, "separation")
+        separated = min(after) > max(before)
+        return NoiseTest(separated, None, "separation", None if separated else rounds_to_decide(before, after))
     p_value = p_value_higher(before, after)
-    return NoiseTest(p_value <= SIGNIFICANCE, p_value, "mann-whitney")
+    outside = p_value <= SIGNIFICANCE
+    return NoiseTest(outside, p_value, "mann-whitney", None if outside else rounds_to_decide(before, after))

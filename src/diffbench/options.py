@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# Timed rounds per case. Six, not three: `diffbench compare`'s exact test (p <= 0.05) then still decides a
+# clear change with one stray round on either side (p = 0.03), where 3 a side decide only when every
+# round is ordered (one slow BASE round hid a 3x slowdown at p = 0.35).
+DEFAULT_ROUNDS = 6
+
 # (flag, type, help). Values stay strings/ints here; diffbench.settings validates them all at once.
 OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--models", str, "comma-separated models (default: all); see `diffbench models`"),
@@ -18,7 +23,7 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--warmups", int, "untimed-for-E2E warmup calls; the first is recorded as warmup_s (default 1)"),
     ("--max-warmups", int, "after --warmups calls, warm up on until two calls in a row agree within 10%, up to this "
                            "many calls in all (default 5; equal to --warmups turns it off)"),
-    ("--rounds", int, "timed rounds per case; E2E is their median (default 3)"),
+    ("--rounds", int, f"timed rounds per case; E2E is their median (default {DEFAULT_ROUNDS})"),
     ("--batch", int, "images per prompt (default 1)"),
     ("--seed", int, "seed of the first prompt; quality prompt i uses seed+i (default 333)"),
     ("--prompt", str, "replace the first (timed) prompt of the task"),

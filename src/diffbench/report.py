@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, tre
 from diffbench.report_stages import conditions_section, stage_section
 from diffbench.report_sweeps import recompile_overview, sweep_blocks
 from diffbench.schema import speedup_text
-from diffbench.summary import e2e_text, number, status_text
+from diffbench.summary import STATUS_NAMES, e2e_text, number, status_text
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +261,41 @@ class ReportFiles:
     pictures: list[Path]
 
 
+@contextlib.contextmanager
+def staged(out_dir: Path):
+    """A fresh folder inside out_dir to write the report into; its files move into out_dir only once it is
+    all written, so a report that fails half way leaves out_dir as it was, not holding half a report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # half a report: the error on its way up says why
+        raise
+    files = sorted((path for path in stage.rglob("*") if path.is_file()),
+                   key=lambda path: path.name in ("report.md", "report.html"))  # the pages last
+    for path in files:
+        target = out_dir / path.relative_to(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(stage)
+
+
 def write_report(runs: list[Run], out_dir: Path, title: str | None = None,
                  image_size: int = DEFAULT_IMAGE_SIZE) -> ReportFiles:
-    """Write report.md, report.html and their PNGs (charts, image grids, trend) into out_dir."""
+    """Write report.md, report.html and their PNGs (charts, image grids, trend) into out_dir, all or nothing."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with staged(out_dir) as stage:
+        blocks, title = report_blocks(runs, stage, title, image_size)
+        write_text_atomically(stage / "report.md", to_markdown(blocks))
+        write_text_atomically(stage / "report.html", to_html(blocks, title))
+    pictures = [out_dir / block.path for block in blocks if isinstance(block, Figure)]
+    logger.info("report written to %s (%d pictures)", out_dir, len(pictures))
+    return ReportFiles(out_dir / "report.md", out_dir / "report.html", pictures)
+
+
+def report_blocks(runs: list[Run], out_dir: Path, title: str | None, image_size: int) -> tuple[list[Block], str]:
+    """The report's blocks and title; its pictures are written into out_dir on the way."""
     labels = run_labels(runs)
     groups = group_entries(runs, labels)
     colors = backend_colors(list(dict.fromkeys(str(entry.record.get("backend"))
@@ -278,9 +312,4 @@ def write_report(runs: list[Run], out_dir: Path, title: str | None = None,
     for key, entries in groups.items():
         blocks += group_section(key, entries, out_dir, image_size, len(runs) > 1, with_cached_warmup)
     blocks += trend_section(runs, labels, out_dir, colors)
-    markdown, page = out_dir / "report.md", out_dir / "report.html"
-    write_text_atomically(markdown, to_markdown(blocks))
-    write_text_atomically(page, to_html(blocks, title))
-    pictures = [out_dir / block.path for block in blocks if isinstance(block, Figure)]
-    logger.info("report written to %s (%d pictures)", out_dir, len(pictures))
-    return ReportFiles(markdown, page, pictures)
+    return blocks, title

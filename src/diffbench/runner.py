@@ -25,6 +25,7 @@ from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.lora_switch import is_compiled, measure_switching
 from diffbench.measure import SETTLE_TOLERANCE, settled, allocated_gib, timed
 from diffbench.pairing import paired_speedup, unpaired_speedup
+from diffbench.progress import heartbeat
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
@@ -290,7 +291,7 @@ class BenchSession(ChildMeasurement):
         logger.info("%s: %d+ warmup call(s)%s", case.id, settings.warmups,
                     " (this is where it compiles)" if case.backend != "eager" else "")
         limit = max(settings.warmups, settings.max_warmups) if settings.warmups else 0
-        with CompileWatch() as warmup_watch:  # --warmups calls, then more until two agree (--max-warmups)
+        with CompileWatch() as warmup_watch, heartbeat(case.id, case.backend != "eager"):  # then until two agree
             while len(warmups) < limit and (len(warmups) < settings.warmups or not settled(warmups)):
                 seconds, images = timed(self.device, call, *pairs[0])
                 warmups.append(seconds)

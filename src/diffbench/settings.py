@@ -16,6 +16,7 @@ from diffbench.catalog import MODELS, ModelSpec, get_model
 from diffbench.controlnet import RANDOM, parse_controlnet_source
 from diffbench.errors import OptionError
 from diffbench.lora import LoraSpec
+from diffbench.options import DEFAULT_ROUNDS
 from diffbench.resume import check_resume_folder
 from diffbench.shard import Shard, parse_shard
 
@@ -42,7 +43,7 @@ class RunSettings:
     steps: int | None = None
     warmups: int = 1
     max_warmups: int = 5  # more warmup calls, until two agree (measure.settled), up to this many in all
-    rounds: int = 3
+    rounds: int = DEFAULT_ROUNDS
     batch: int = 1
     seed: int = 333
     prompt: str | None = None
@@ -107,8 +108,23 @@ def _choose(values: list[str], valid: list[str], what: str) -> tuple[str, ...]:
 
 
 def _positive(name: str, value: int | None, minimum: int = 1) -> None:
-    if value is not None and value < minimum:
-        raise OptionError(f"--{name} must be at least {minimum}, got {value}")
+    if value is not None and value < minimum:  # the flag as typed: `max_warmups` is --max-warmups
+        raise OptionError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
+def _check_device(device: str) -> str:
+    """`--device`: a kind this harness knows, and, when CUDA is named, a CUDA device that is there."""
+    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
+        raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = device.partition(":")[2]
+        if count == 0:
+            raise OptionError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; "
+                              "use --device cpu (or auto) on this machine")
+        if index and (not index.isdigit() or int(index) >= count):
+            raise OptionError(f"--device {device}: this machine has CUDA devices 0 to {count - 1}")
+    return device
 
 
 def parse_weights(text: str | None) -> tuple[str, dict[str, str]]:
@@ -219,9 +235,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     dtype = DTYPE_ALIASES.get(raw.get("dtype") or "auto", raw.get("dtype") or "auto")
     if dtype not in ("auto", *DTYPES):
         raise OptionError(f"unknown --dtype {raw['dtype']!r}; valid: auto, {', '.join(DTYPES)}")
-    device = raw.get("device") or "auto"
-    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
-        raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    device = _check_device(raw.get("device") or "auto")
     generator = _choose([raw.get("generator") or "device"], list(GENERATORS), "--generator value")[0]
     pairing = _choose([raw.get("pairing") or "auto"], list(PAIRINGS), "--pairing value")[0]
     input_image = _check_image(raw.get("input_image"))
@@ -231,14 +245,16 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     timeout = raw.get("case_timeout")
     if timeout is not None and timeout <= 0:
         raise OptionError(f"--case-timeout must be a positive number of seconds, got {timeout}")
-    for name in backends:  # construct each backend once now, so bad options fail before any work
+    # Construct each backend once now, so bad options fail before any work: also those given options
+    # with --backend-config but not selected, whose options would otherwise go unread.
+    for name in dict.fromkeys([*backends, *backend_options]):
         get_backend_class(name)(backend_options.get(name))
     settings = RunSettings(
         models=models, tasks=tasks, resolutions=resolutions, backends=backends,
         backend_options=backend_options, weights=per_model_weights, default_weights=default_weights,
         variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
         max_warmups=_or(raw.get("max_warmups"), 5),
-        rounds=_or(raw.get("rounds"), 3), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
+        rounds=_or(raw.get("rounds"), DEFAULT_ROUNDS), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
         generator=generator, pairing=pairing,
         input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
