@@ -360,3 +360,23 @@ def test_psnr_above_60_db_and_tiny_warmup_changes_do_not_count():
     assert jitter.verdict == "same"  # +67% but under a second
     slower = compare_metric("c", METRICS["warmup"], {"warmup_s": 100.0}, {"warmup_s": 140.0}, thresholds["warmup"])
     assert slower.verdict == "REGRESSED"
+
+
+def test_a_cold_compile_against_a_warm_one_is_not_comparable(tiny_run, capsys, tmp_path):
+    """Issue 15: 68 s warm against 106 s cold was reported REGRESSED; the cache states now say why not."""
+    def warmup(seconds, cache):
+        return lambda records: records[0].update(warmup_s=seconds, compile_cache=cache)
+    base = copy_run(tiny_run, tmp_path / "warm", warmup(68.0, "warm"))
+    code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "cold", warmup(106.0, "cold")))
+    assert code == 0 and "REGRESSION" not in out
+    assert "not comparable (compile cache warm in BASE, cold in NEW)" in out
+    code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "cold-again", warmup(106.0, "warm")))
+    assert code == 1 and f"REGRESSION {CASE} warmup:" in out  # the same cache state: a real regression
+
+
+def test_energy_per_image_is_gated(tiny_run, capsys, tmp_path):
+    def energy(joules):
+        return lambda records: records[0].update(energy_per_image_j=joules)
+    base = copy_run(tiny_run, tmp_path / "base", energy(300.0))
+    code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "new", energy(400.0)))
+    assert code == 1 and f"REGRESSION {CASE} energy: 300.0 J -> 400.0 J (+33.3%, threshold 15%)" in out

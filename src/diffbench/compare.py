@@ -20,6 +20,7 @@ from typing import Any
 from diffbench.errors import OptionError
 from diffbench.history import HistoryError, Run, stack_differences
 from diffbench.noise import NoiseTest, higher_beyond_noise
+from diffbench.schema import FIELD
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,11 @@ METRICS = {metric.name: metric for metric in (
     Metric("peak_mem", "peak_mem_gib", None, False, "GiB", 2),
     Metric("ssim", "ssim", None, True, "", 4),
     Metric("psnr", "psnr", None, True, "dB", 1, ignore_above=60.0),  # >= 60 dB: identical to the eye and to SSIM
+    # NVML's energy counter over the timed rounds (GPU runs only), unit and digits as schema declares them
+    Metric("energy", "energy_per_image_j", None, FIELD["energy_per_image_j"].compare == "higher",
+           FIELD["energy_per_image_j"].unit, FIELD["energy_per_image_j"].digits),
 )}
-DEFAULT_FAIL = "e2e:10%,its:10%,peak_mem:10%,warmup:25%,ssim:0.02,psnr:2"
+DEFAULT_FAIL = "e2e:10%,its:10%,peak_mem:10%,warmup:25%,ssim:0.02,psnr:2,energy:15%"
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ def parse_thresholds(text: str) -> dict[str, Threshold]:
 class Row:
     """One case and metric (or `status`) in both runs, and the verdict: `same` (within the threshold),
     `improved`, `noise` (beyond the threshold, inside the rounds' noise), `inconclusive` (worse beyond the
-    threshold, and too few rounds to tell), `REGRESSED`, or `fixed` (status)."""
+    threshold, and too few rounds to tell), `REGRESSED`, `fixed` (status), or `not comparable` (a warmup
+    whose compile cache was cold in one run and warm in the other)."""
 
     case: str
     metric: str
@@ -149,6 +154,11 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
         return None
     row = Row(case, metric.name, base, new, change=new - base,
               relative=(new - base) / abs(base) if base else None, threshold=str(threshold))
+    caches = (base_record.get("compile_cache"), new_record.get("compile_cache"))
+    if metric.name == "warmup" and None not in caches and caches[0] != caches[1]:
+        row.verdict = "not comparable"  # a cold compile is no warm one's regression, nor the other way round
+        row.message = f"compile cache {caches[0]} in BASE, {caches[1]} in NEW"
+        return row
     negligible = abs(new - base) <= metric.min_change or (
         metric.ignore_above is not None and min(base, new) >= metric.ignore_above)
     if negligible or not threshold.exceeded(base, new):

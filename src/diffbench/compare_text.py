@@ -37,6 +37,8 @@ def format_change(row: Row) -> str:
 
 
 def _verdict_text(row: Row) -> str:
+    if row.verdict == "not comparable":
+        return f"not comparable ({row.message})"
     if row.verdict in ("noise", "inconclusive"):
         detail = f"p={row.p_value:.2f}" if row.p_value is not None else "rounds overlap"
         return f"{row.verdict} ({detail})"

@@ -44,6 +44,8 @@ def status_text(record: dict[str, Any]) -> str:
 
 
 def row(record: dict[str, Any], status: str) -> list[str]:
+    if record.get("contended"):  # other processes took the cores during the timed rounds (diffbench.telemetry)
+        status += " (contended)"
     return [
         record.get("case") or "-", status, record.get("dtype") or "-", str(record.get("steps") or "-"),
         number(record.get("warmup_s")), e2e_text(record), number(record.get("its")), number(record.get("peak_mem_gib")),

@@ -69,7 +69,8 @@ class DeviceTelemetry:
         self._handle, self._nvml, self._stop = None, None, threading.Event()
         self._thread: threading.Thread | None = None
         if not self.device.startswith("cuda") or not torch.cuda.is_available():
-            self.note = f"no telemetry: {self.device} is not a CUDA device"
+            self.note = (f"no telemetry: {self.device} is not a CUDA device" if not self.device.startswith("cuda")
+                         else "no telemetry: torch sees no CUDA device")
             return
         try:
             nvml = _nvml()
