@@ -25,11 +25,17 @@ def test_estimate_adds_load_once_per_model_warmup_and_every_call(tmp_path):
     assert history["sdxl-t2i-1024-eager"][0]["e2e_s"] == 1.0  # newest GPU run, not the CPU one
     settings = build_settings({"models": "sdxl", "tasks": "t2i", "resolutions": "1024,512", "rounds": 5, "prompts": 3})
     estimates = {item.case.id: item for item in estimate(expand_matrix(settings), settings, history)}
-    assert estimates["sdxl-t2i-1024-eager"].seconds == 10.0 + 2.0 + 7 * 1.0  # load + warmup + (5 + 3 - 1) calls
-    assert estimates["sdxl-t2i-1024-compile"].seconds == 100.0 + 7 * 0.5  # the model is already loaded
+    # load + warmup + (5 + 3 - 1) calls + the host-sync count on CUDA (1.5 calls)
+    assert estimates["sdxl-t2i-1024-eager"].seconds == 10.0 + 2.0 + 8.5 * 1.0
+    # the model is already loaded; eager's 5 paired rounds and one warm call beside it
+    assert estimates["sdxl-t2i-1024-compile"].seconds == 100.0 + 8.5 * 0.5 + 6 * 1.0
+    unpaired = build_settings({"models": "sdxl", "tasks": "t2i", "resolutions": "1024", "rounds": 5, "prompts": 3,
+                               "pairing": "off"})
+    (_, compiled) = estimate(expand_matrix(unpaired), unpaired, history)
+    assert compiled.seconds == 100.0 + 8.5 * 0.5
     assert estimates["sdxl-t2i-512-eager"].seconds is None
     summary = format_plan(list(estimates.values()))[-1]
-    assert summary == "4 cases, about 2.0 min for the 2 with history; 2 never measured (not counted)"
+    assert summary == "4 cases, about 2.2 min for the 2 with history; 2 never measured (not counted)"
 
 
 def test_plan_option_lists_cases_and_runs_nothing(tmp_path):

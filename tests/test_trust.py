@@ -247,3 +247,15 @@ def runner_fields():
     from diffbench.schema import FIELDS
 
     return FIELDS
+
+
+def test_a_contended_case_is_marked_in_the_table_and_the_report(tmp_path):
+    from diffbench.report_stages import conditions_section
+    from diffbench.summary import markdown_table
+
+    record = {"case": "tiny-sdxl-t2i-128-eager", "status": "ok", "e2e_s": 1.0, "contended": True,
+              "host_other_cpu": 0.6, "speedup": 1.0, "pairing": "reference"}
+    assert "| ok (contended) |" in markdown_table([record])
+    assert "| ok |" in markdown_table([{**record, "contended": False}])
+    (heading, _, table) = conditions_section([("case", record)])
+    assert table.header[-1] == "contended" and table.rows[0][-1] == "yes" and "0.60" in table.rows[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -42,15 +42,20 @@ def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict
 
 
 def estimate(cases: list[Case], settings: RunSettings, history: dict) -> list[Estimate]:
-    """Per case: load (first case of a model) + warmup + (rounds + quality prompts - 1) x E2E."""
+    """Per case: load (first case of a model) + warmup + (rounds + quality prompts - 1) x E2E, plus, for a
+    backend, eager's rounds beside it (paired or after it: rounds + 1 eager calls) unless --pairing off,
+    and on CUDA the host-sync count (one call at the steps, one at half of them: 1.5 x E2E)."""
     estimates, loaded = [], set()
     for case in cases:
         if case.id not in history:
             estimates.append(Estimate(case, None, "no saved run of this case"))
             continue
         record, source = history[case.id]
-        calls = settings.rounds + settings.prompts - 1
+        calls = settings.rounds + settings.prompts - 1 + (1.5 if str(record.get("device")).startswith("cuda") else 0)
         seconds = (record.get("warmup_s") or 0.0) + calls * record["e2e_s"]
+        eager = history.get(replace(case, backend="eager").id, ({},))[0].get("e2e_s")
+        if case.backend != "eager" and settings.pairing != "off" and eager:
+            seconds += (settings.rounds + 1) * eager
         if case.model not in loaded:
             seconds += record.get("load_s") or 0.0
             loaded.add(case.model)
