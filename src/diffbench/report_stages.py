@@ -70,6 +70,8 @@ def conditions_section(labelled: list[tuple[str, dict[str, Any]]]) -> list[Block
     if not shown:
         return []
     columns = [key for key in CONDITIONS if any(record.get(key) is not None for _, record in shown)]
+    if not columns:  # runs made before these fields existed
+        return []
     table = Table(["case", "speedup [95%]", *(FIELD[key].label for key in columns)])
     for label, record in shown:
         table.rows.append([label, speedup_text(record), *(format_field(key, record.get(key)) for key in columns)])
