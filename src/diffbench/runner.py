@@ -351,7 +351,9 @@ class BenchSession(ChildMeasurement):
 
             def setup() -> None:
                 one_round(self.device, eager_pipe, eager_call, pair, eager_rounds, telemetry, "eager", stages=False)
-        logger.info("%s: timing %d rounds%s", case.id, settings.rounds, ", alternated with eager" if partner else "")
+        logger.info("%s: warmup %s s; timing %d rounds%s", case.id,
+                    ", ".join(f"{w:.2f}" for w in record.get("warmup_rounds_s") or []) or "-", settings.rounds,
+                    ", alternated with eager" if partner else "")
         benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
         with CompileWatch() as timed_watch, telemetry, HostLoad() as host:
             benchmark.pedantic(one_round, args=(self.device, pipe, call, pair, rounds, telemetry), setup=setup,

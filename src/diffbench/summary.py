@@ -8,8 +8,8 @@ from typing import Any, Iterable
 from diffbench.schema import speedup_text
 
 # Short names: with the case ids the table stays within a terminal's 120 columns.
-COLUMNS = ("case", "status", "dtype", "steps", "warmup s", "E2E s median (range)", "it/s", "peak GiB", "SSIM min",
-           "PSNR min dB", "speedup")
+COLUMNS = ("case", "status", "steps", "warmup s", "E2E s med (range)", "it/s", "peak GiB", "SSIM",
+           "PSNR dB", "speedup")
 
 
 MESSAGE_LIMIT = 240  # characters of a skip or failure message shown in a table cell or note
@@ -47,7 +47,7 @@ def row(record: dict[str, Any], status: str) -> list[str]:
     if record.get("contended"):  # other processes took the cores during the timed rounds (diffbench.telemetry)
         status += " (contended)"
     return [
-        record.get("case") or "-", status, record.get("dtype") or "-", str(record.get("steps") or "-"),
+        record.get("case") or "-", status, str(record.get("steps") or "-"),
         number(record.get("warmup_s")), e2e_text(record), number(record.get("its")), number(record.get("peak_mem_gib")),
         number(record.get("ssim"), 4), number(record.get("psnr"), 1), speedup_text(record),
     ]
