@@ -45,12 +45,8 @@ def one_round(device: str, pipe: Any, call: Callable[..., Any], pair: tuple[str,
     timer = StepTimer(device)
     stage_timer = StageTimer(pipe, device) if stages else None
     reset_peak_memory(device)
-    with telemetry.window(label) if telemetry is not None else nullcontext():
-        if stage_timer is not None:
-            with stage_timer:
-                seconds, images = timed(device, call, *pair, callback=timer)
-        else:
-            seconds, images = timed(device, call, *pair, callback=timer)
+    with telemetry.window(label) if telemetry is not None else nullcontext(), stage_timer or nullcontext():
+        seconds, images = timed(device, call, *pair, callback=timer)
     rounds.seconds.append(seconds)
     its = timer.iterations_per_second()
     if its is not None:
