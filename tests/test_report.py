@@ -271,3 +271,21 @@ def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
     assert roofline_text({"denoiser_tflops": 8.0, "mfu": None}) == "8 (-)"
     assert roofline_text({}) == "-"
     assert roofline_text({"denoiser_tflops": 60.0, "mfu": 0.08, "bound": "launch-bound"}) == "60 (8%), launch-bound"
+
+
+def test_a_trend_renders_every_status_a_case_can_end_in(tmp_path):
+    """Unit-level guard of the trend's status cells (a NameError here once failed every report whose trend
+    held a case that was not ok in one run): no benchmark run needed, every status once."""
+    from diffbench.history import Run
+    from diffbench.report import trend_section
+
+    def record(status, e2e_s=None):
+        return {"case": "m-t2i-64x64-eager", "model": "m", "task": "t2i", "resolution": "64x64",
+                "backend": "eager", "status": status, "e2e_s": e2e_s, "message": "why"}
+
+    statuses = ["ok", "failed", "oom", "skipped", "interrupted"]
+    runs = [Run(Path(f"run{index}"), f"run{index}", {"m-t2i-64x64-eager": record(status, 1.0 if status == "ok" else None)},
+                label=f"r{index}") for index, status in enumerate(statuses)]
+    blocks = trend_section(runs, [run.label for run in runs], tmp_path, {"eager": "#000000"})
+    (table,) = [block for block in blocks if hasattr(block, "rows")]
+    assert table.rows == [["m-t2i-64x64-eager", "1.000", "failed", "OOM", "skipped", "interrupted", "-"]]
