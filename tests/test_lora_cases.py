@@ -149,7 +149,7 @@ def test_an_interrupted_switch_keeps_the_finished_ones_and_records_the_one_under
     import numpy as np
 
     from diffbench import lora_switch
-    from diffbench.backends.base import QualityFloor
+    from diffbench.quality import QualityFloor
 
     done = []
     monkeypatch.setattr(lora_switch, "operations", lambda view, adapter: {

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffbench.backends.base import denoiser_name, get_backend_class
+from diffbench.backends.base import get_backend_class
+from diffbench.stages import denoiser_name
 from diffbench.backends.torchao_quant import TORCHAO_INDUCTOR_OPTIONS, quantized_linear_count
 from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS

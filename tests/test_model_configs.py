@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffbench import random_weights, tokenizers
+from diffbench import fixture_files, random_weights, tokenizers
 from diffbench.random_weights import (
     build_component,
     build_random_pipeline,
@@ -83,7 +83,7 @@ def test_full_size_parameter_count(arch, component):
 def test_full_size_controlnet_parameter_count():
     from diffusers import ControlNetModel
 
-    folder = random_weights.fixtures_dir() / "models" / "sdxl-controlnet"
+    folder = fixture_files.fixtures_dir() / "models" / "sdxl-controlnet"
     # diffusers/controlnet-canny-sdxl-1.0: 2.50 GB of fp16 weights, 1.25B parameters.
     assert count_folder_parameters(ControlNetModel, folder) == 1_251_014_160
 
@@ -93,7 +93,7 @@ def test_controlnet_configs_are_derived_from_their_unets(arch, embedding_channel
     """The committed configs are what ControlNetModel.from_unet makes of the committed UNet configs."""
     from diffusers import ControlNetModel, UNet2DConditionModel
 
-    models = random_weights.fixtures_dir() / "models"
+    models = fixture_files.fixtures_dir() / "models"
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(models / arch / "unet"))
         derived = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=tuple(embedding_channels),
@@ -168,7 +168,7 @@ def test_t5_tokenizer_round_trip():
 @pytest.mark.skipif(importlib.util.find_spec("open_clip") is None, reason="open-clip-torch not installed")
 def test_committed_clip_files_are_reproducible(tmp_path):
     tokenizers.write_clip_tokenizers(tmp_path, tokenizers.open_clip_bpe_path())
-    committed = random_weights.fixtures_dir() / "tokenizers"
+    committed = fixture_files.fixtures_dir() / "tokenizers"
     for relative in ("clip/vocab.json", "clip/merges.txt", "clip-g/tokenizer_config.json"):
         assert filecmp.cmp(tmp_path / relative, committed / relative, shallow=False), relative
 
@@ -187,7 +187,7 @@ def test_unknown_arch_names_the_valid_ones():
 
 
 def test_fixtures_dir_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(random_weights.FIXTURES_ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(fixture_files.FIXTURES_ENV_VAR, str(tmp_path))
     assert random_weights.available_archs() == []
-    monkeypatch.delenv(random_weights.FIXTURES_ENV_VAR)
+    monkeypatch.delenv(fixture_files.FIXTURES_ENV_VAR)
     assert set(TINY_ARCHS) <= set(random_weights.available_archs())

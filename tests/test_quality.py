@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffbench.backends.base import QualityFloor
+from diffbench.quality import QualityFloor
 from diffbench.quality import PSNR_CAP_DB, assess, compare, image_problem
 
 FLOOR = QualityFloor(ssim=0.95, psnr=30.0)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from diffbench.backends.base import Backend, QualityFloor, register
+from diffbench.backends.base import Backend, register
+from diffbench.quality import QualityFloor
 from diffbench.errors import CaseFailure, QualityError
 from diffbench.quality import assess
 from diffbench.records import RECORD_KEYS, read_results

@@ -11,14 +11,14 @@ from helpers import RecordingBenchmark, make_session
 EAGER_DYNAMO = '{"backend": "eager"}'
 
 
-def test_steps_sweep_fits_a_line_through_the_medians_and_plots_it(tmp_path):
+def test_steps_sweep_fits_a_line_through_the_medians(tmp_path):
     session = make_session(tmp_path, backends="eager", tasks="t2i", resolutions="64", steps=2, prompts=1,
                            rounds=2, steps_sweep="1,3,6")
     (record,) = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
     assert [point["steps"] for point in record["steps_sweep"]] == [1, 3, 6]
     assert all(len(point["e2e_rounds_s"]) == 2 for point in record["steps_sweep"])
     assert record["per_step_s"] > 0 and record["fit_points"] == 3 and record["fit_r_squared"] <= 1.0
-    assert (session.run_folder.path / record["steps_plot"]).stat().st_size > 1000
+    assert "steps_plot" not in record and not (session.run_folder.path / "plots").exists()  # the report draws it
 
 
 def test_resolution_sweep_counts_the_recompiles_of_a_static_and_a_dynamic_compile(tmp_path):

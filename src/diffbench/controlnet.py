@@ -11,7 +11,8 @@ import torch
 
 from diffbench.catalog import ModelSpec
 from diffbench.errors import OptionError, UnavailableError
-from diffbench.random_weights import build_model_from_folder, fixtures_dir
+from diffbench.fixture_files import fixtures_dir
+from diffbench.random_weights import build_model_from_folder
 from diffbench.weights import HUB_ID
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,9 @@
-"""One benchmark case measured in a child process (`--isolate`, or a backend that can kill the
-interpreter): the child builds, warms up, times and checks quality exactly as in-process, and sends
-back the record, its raw round times and the eager images; the parent records and reports them."""
+"""What crosses the process boundary when a case is measured in a child process (`--isolate`, or a
+backend that can kill the interpreter): the request, the eager references, and the stand-in fixture.
+The child (diffbench.child_case) builds, warms up, times and checks quality exactly as in-process and
+sends back the record, its raw round times and the eager images; this module imports nothing of the session."""
 
 from __future__ import annotations
-
-import os
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,15 @@ class CaseRequest:
     reference_e2e_s: float | None = None
 
 
+@dataclass
+class Reference:
+    """The eager images of a (model, task, resolution), and eager's E2E median if it was timed."""
+
+    images: list[np.ndarray]
+    e2e_s: float | None = None
+    rounds_s: list[float] | None = None  # eager's timed rounds, for a speedup's interval
+
+
 class RoundsBenchmark:
     """Stands in for pytest-benchmark's fixture inside the child: calls the target `rounds` times."""
 
@@ -42,36 +50,6 @@ class RoundsBenchmark:
                 setup()
             result = target(*args, **(kwargs or {}))
         return result
-
-
-def measure_in_child(request: CaseRequest) -> dict[str, Any]:
-    """The child's side: run the case, never raise for the case's own failures (they are outcomes)."""
-    import importlib
-
-    from diffbench.catalog import MODELS
-    from diffbench.records import RunFolder
-    from diffbench.runner import BenchSession
-    from diffbench.runner_children import Reference
-
-    importlib.import_module(request.backend_module)
-    session = BenchSession(request.settings, RunFolder.existing(request.run_path, request.run_id))
-    case, spec = request.case, MODELS[request.case.model]
-    if request.reference_images is not None:
-        session.references[case.reference_key] = Reference(request.reference_images, request.reference_e2e_s)
-    record = session._new_record(case, spec)
-    try:
-        session._measure(case, spec, record, RoundsBenchmark())
-    except Exception as error:  # every outcome goes back to the parent in the record
-        if record["status"] == "running":  # a QualityError has already recorded its floor
-            record.update(session.outcome(case, error))
-    reference = session.references.get(case.reference_key)
-    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # --compile-cache-check: which folder this child compiled into
-        record["inductor_cache_dir"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]
-    return {
-        "record": record,
-        "reference_images": reference.images if reference is not None else None,
-        "reference_e2e_s": reference.e2e_s if reference is not None else None,
-    }
 
 
 def replay_rounds(benchmark: Any, seconds: list[float]) -> None:

@@ -10,16 +10,13 @@ from typing import Any, Iterator
 
 import torch
 
-from diffbench.backends.base import denoiser_name
+from diffbench.stages import denoiser_name
 from diffbench.errors import UnavailableError
 from diffbench.lora import PEFT_HINT, LoraSpec, lora_layer_count, lora_rank, random_lora_state_dict
 from diffbench.measure import allocated_gib, timed
 
 logger = logging.getLogger(__name__)
 
-MODES = ("unfused", "fused", "hotswap")
-DEFAULT_MODES = ("unfused", "fused")
-SWITCHES = ("swap", "scale", "unload")  # --lora-switch's scenarios, in their default order (diffbench.lora_switch)
 # What diffusers' loading leaves on a module that had no adapter before: removed again afterwards.
 _PEFT_ATTRIBUTES = ("peft_config", "_hf_peft_config_loaded", "_prepare_lora_hotswap_kwargs")
 

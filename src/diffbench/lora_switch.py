@@ -9,10 +9,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from diffbench.backends.base import QualityFloor
+from diffbench.quality import QualityFloor
 from diffbench.compile_watch import CompileWatch
 from diffbench.lora import random_like, random_lora_state_dict
-from diffbench.lora_case import SWITCHES, ActiveAdapter
+from diffbench.lora_case import ActiveAdapter
+from diffbench.lora import SWITCHES
 from diffbench.measure import timed
 from diffbench.quality import assess
 

@@ -8,10 +8,20 @@ from statistics import fmean
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from diffbench.backends.base import QualityFloor
 
 PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; JSON has no infinity, so cap it
 FLAT_STD = 1e-3  # below this standard deviation an image carries no content (black, grey, saturated)
+
+
+@dataclass(frozen=True)
+class QualityFloor:
+    """The least SSIM and PSNR (dB) a backend's output must reach against eager."""
+
+    ssim: float
+    psnr: float
+
+    def __str__(self) -> str:
+        return f"ssim>={self.ssim:g}, psnr>={self.psnr:g} dB"
 
 
 def image_problem(image: np.ndarray) -> str | None:

@@ -7,7 +7,6 @@ import importlib
 import inspect
 import json
 import logging
-import os
 import shutil
 import tempfile
 import zlib
@@ -16,20 +15,14 @@ from pathlib import Path
 
 import torch
 
+from diffbench.fixture_files import fixtures_dir
 from diffbench.tokenizers import copy_tokenizer
 
 logger = logging.getLogger(__name__)
 
-FIXTURES_ENV_VAR = "DIFFBENCH_FIXTURES"
-DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 #: Per-arch map from tokenizer component to its folder in fixtures/tokenizers (not part of a hub folder).
 TOKENIZER_SOURCES_FILE = "tokenizer_sources.json"
 CONFIG_FILES = ("config.json", "scheduler_config.json")
-
-
-def fixtures_dir() -> Path:
-    """The fixtures folder: $DIFFBENCH_FIXTURES if set, else the repository's fixtures/ (read at each call)."""
-    return Path(os.environ.get(FIXTURES_ENV_VAR) or DEFAULT_FIXTURES_DIR)
 
 
 def available_archs() -> list[str]:

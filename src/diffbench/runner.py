@@ -31,7 +31,8 @@ from diffbench.quality import QualityResult, assess
 from diffbench.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline
 from diffbench.rounds import Rounds, one_round, timing_summary
-from diffbench.runner_children import ChildMeasurement, Reference
+from diffbench.isolated_case import Reference
+from diffbench.runner_children import ChildMeasurement
 from diffbench.settings import RunSettings
 from diffbench.sweeps import batch_sweep, resolution_sweep, steps_sweep
 from diffbench.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
@@ -104,7 +105,7 @@ class BenchSession(ChildMeasurement):
         return (backend.unavailable_reason(self.device) or backend.unsupported_reason(case, spec, self.device)
                 or (backend.lora_unsupported_reason(case.lora_mode) if case.lora else None))
 
-    def _new_record(self, case: Case, spec: ModelSpec) -> dict[str, Any]:
+    def start_record(self, case: Case, spec: ModelSpec) -> dict[str, Any]:
         dtype = self.settings.torch_dtype(spec, self.device)
         return new_record(
             case=case.id, model=case.model, task=case.task, resolution=str(case.resolution),
@@ -117,7 +118,7 @@ class BenchSession(ChildMeasurement):
     def run(self, case: Case, benchmark: Any) -> dict[str, Any]:
         """Run `case` under pytest-benchmark; the record is written whatever the outcome."""
         spec = MODELS[case.model]
-        record = self._new_record(case, spec)
+        record = self.start_record(case, spec)
         started = time.perf_counter()
         failure: Exception | None = None
         try:
@@ -129,7 +130,7 @@ class BenchSession(ChildMeasurement):
             elif self.settings.isolate or self.backends[case.backend].isolated:
                 self._measure_isolated(case, spec, record, benchmark)
             else:
-                self._measure(case, spec, record, benchmark)
+                self.measure(case, spec, record, benchmark)
         except UnavailableError as error:
             record.update(self.outcome(case, error))
             pytest.skip(str(error))
@@ -206,7 +207,7 @@ class BenchSession(ChildMeasurement):
         call.arguments = fixed  # type: ignore[attr-defined]  # what `diffbench selfcheck`'s bare loop passes too
         return call
 
-    def _measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
+    def measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
         settings = self.settings
         loaded = self.cache.get(spec, record["weights"], settings.torch_dtype(spec, self.device),
                                 self.device, settings.variant)
@@ -319,7 +320,7 @@ class BenchSession(ChildMeasurement):
         self._sweeps(case, spec, pipe, pairs[0], record)
 
     def _sweeps(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], record: dict[str, Any]) -> None:
-        """The requested sweeps of this case's prepared pipeline, recorded with the case (plot for steps)."""
+        """The requested sweeps of this case's prepared pipeline, recorded with the case (`diffbench report` plots them)."""
         settings = self.settings
 
         def make_call(**change: Any) -> Callable[[], Any]:
@@ -327,11 +328,7 @@ class BenchSession(ChildMeasurement):
             return lambda: call(*pair)
 
         if settings.steps_sweep:
-            from diffbench.report_plots import steps_plot  # matplotlib only for runs that sweep
-
             record.update(steps_sweep(make_call, settings.steps_sweep, settings.rounds, self.device))
-            plot = steps_plot(record, self.run_folder.path / "plots" / f"{case.id}-steps.png")
-            record["steps_plot"] = str(plot.relative_to(self.run_folder.path))
         if settings.resolution_sweep:
             record.update(resolution_sweep(make_call, settings.resolution_sweep, settings.rounds, self.device))
         if settings.batch_sweep:

@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from diffbench.case import Case
 from diffbench.catalog import ModelSpec
 from diffbench.errors import CaseFailure, UnavailableError
-from diffbench.isolated_case import CaseRequest, replay_rounds
+from diffbench.isolated_case import CaseRequest, Reference, replay_rounds
 from diffbench.isolation import call_in_child
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Reference:
-    """The eager images of a (model, task, resolution), and eager's E2E median if it was timed."""
-
-    images: list[np.ndarray]
-    e2e_s: float | None = None
-    rounds_s: list[float] | None = None  # eager's timed rounds, for a speedup's interval
 
 
 class ChildMeasurement:
@@ -41,7 +29,7 @@ class ChildMeasurement:
         env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton")}
         try:
             self._measure_isolated(case, spec, record, benchmark, env)
-            warm = call_in_child("diffbench.isolated_case:measure_in_child", self._case_request(case),
+            warm = call_in_child("diffbench.child_case:measure_in_child", self._case_request(case),
                                  timeout_s=self.settings.case_timeout_s, label=f"{case.id} (warm cache)", env=env,
                                  log_path=self.run_folder.path / "logs" / f"{case.id}-warm-cache.log")
             if warm.ok and warm.value["record"].get("warmup_s") is not None:
@@ -71,7 +59,7 @@ class ChildMeasurement:
         record["child_log"] = str(log_path.relative_to(self.run_folder.path))
         logger.info("%s: measured in a child process (timeout %g s), output in %s", case.id,
                     self.settings.case_timeout_s, log_path)
-        child = call_in_child("diffbench.isolated_case:measure_in_child", request,
+        child = call_in_child("diffbench.child_case:measure_in_child", request,
                               timeout_s=self.settings.case_timeout_s, log_path=log_path, label=case.id, env=env)
         if not child.ok:
             message = f"isolated case: {child.error}"

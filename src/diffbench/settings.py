@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from diffbench.backends.base import QualityFloor, get_backend_class, registry
+from diffbench.backends.base import get_backend_class, registry
+from diffbench.quality import QualityFloor
 from diffbench.case import DEFAULT_TASKS, TASKS, Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec, get_model
 from diffbench.controlnet import RANDOM, parse_controlnet_source
@@ -280,7 +281,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
 def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
     """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.lora_case has the modes)."""
     from diffbench.lora import parse_lora
-    from diffbench.lora_case import DEFAULT_MODES, MODES, SWITCHES
+    from diffbench.lora import DEFAULT_MODES, MODES, SWITCHES
 
     text, modes, switch = raw.get("lora"), _split(raw.get("lora_modes")), raw.get("lora_switch")
     if switch is True:  # the flag given without a list (or from Python): every scenario

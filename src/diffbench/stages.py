@@ -15,10 +15,14 @@ from typing import Any
 
 import torch
 
-from diffbench.backends.base import denoiser_name
 from diffbench.schema import STAGES
 
 ENCODERS = ("encode_prompt", "_encode_prompt")  # the SDXL/SD3 pipelines', instruct-pix2pix's
+
+
+def denoiser_name(pipe: Any) -> str:
+    """`unet` or `transformer`, whichever denoises in this pipeline."""
+    return "unet" if getattr(pipe, "unet", None) is not None else "transformer"
 
 
 class _Mark:

@@ -11,6 +11,8 @@ import shutil
 import string
 from pathlib import Path
 
+from diffbench.fixture_files import fixtures_dir
+
 logger = logging.getLogger(__name__)
 
 #: CLIP's vocabulary: 256 byte symbols, the same with "</w>", 48,894 merges, then the two special tokens.
@@ -180,8 +182,6 @@ def copy_tokenizer(name: str, dest: Path, tokenizers_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: python -m diffbench.tokenizers [--dest DIR]."""
-    from diffbench.random_weights import fixtures_dir
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--dest", type=Path, default=None, help="default: <fixtures>/tokenizers")
     args = parser.parse_args(argv)

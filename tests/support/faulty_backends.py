@@ -5,7 +5,8 @@ import signal
 import sys
 import time
 
-from diffbench.backends.base import Backend, QualityFloor, register
+from diffbench.backends.base import Backend, register
+from diffbench.quality import QualityFloor
 
 
 class _Isolated(Backend):

@@ -8,10 +8,10 @@ import importlib
 import importlib.metadata
 import pkgutil
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from diffbench.errors import OptionError
+from diffbench.quality import QualityFloor
 
 if TYPE_CHECKING:
     from diffbench.case import Case
@@ -21,17 +21,6 @@ logger = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, type["Backend"]] = {}
 ENTRY_POINT_GROUP = "diffbench.backends"
-
-
-@dataclass(frozen=True)
-class QualityFloor:
-    """The least SSIM and PSNR (dB) a backend's output must reach against eager."""
-
-    ssim: float
-    psnr: float
-
-    def __str__(self) -> str:
-        return f"ssim>={self.ssim:g}, psnr>={self.psnr:g} dB"
 
 
 class Backend:
@@ -196,8 +185,3 @@ def unpark(pipe: Any) -> None:
     """Return every module `park` moved for `pipe` to its device."""
     for module, device in reversed(pipe.__dict__.pop("_diffbench_parked", [])):
         module.to(device)
-
-
-def denoiser_name(pipe: Any) -> str:
-    """`unet` or `transformer`, whichever denoises in this pipeline."""
-    return "unet" if getattr(pipe, "unet", None) is not None else "transformer"

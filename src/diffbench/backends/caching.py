@@ -9,7 +9,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from diffbench.backends.base import Backend, QualityFloor, denoiser_name, register
+from diffbench.backends.base import Backend, register
+from diffbench.quality import QualityFloor
+from diffbench.stages import denoiser_name
 from diffbench.errors import OptionError, UnavailableError
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
-from diffbench.backends.base import Backend, QualityFloor, denoiser_name, own, register
+from diffbench.backends.base import Backend, own, register
+from diffbench.quality import QualityFloor
+from diffbench.stages import denoiser_name
 from diffbench.errors import OptionError
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -1,6 +1,7 @@
 """The eager baseline: the pipeline as diffusers builds it (the seeds' `--compiler none`)."""
 
-from diffbench.backends.base import Backend, QualityFloor, register
+from diffbench.backends.base import Backend, register
+from diffbench.quality import QualityFloor
 
 
 @register

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffbench.backends.base import Backend, QualityFloor, own, park, register
+from diffbench.backends.base import Backend, own, park, register
+from diffbench.quality import QualityFloor
 
 _SD3_FAMILY = "sd3"
 
