@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 
 from diffbench.case import Case
-from diffbench.environment import git_commit, stack_info
-from diffbench.history import read_run_meta
+from diffbench.results.environment import git_commit, stack_info
+from diffbench.results.history import read_run_meta
 from diffbench.interrupt import interrupt_on_sigterm
 from diffbench.errors import OptionError
 from diffbench.progress import show_progress
 from diffbench.plan import estimate, format_plan, latest_records
 from diffbench.options import add_options, raw_values
-from diffbench.records import RunFolder, read_results
+from diffbench.results.records import RunFolder, read_results
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings, expand_matrix
 from diffbench.settings_record import settings_record
 from diffbench.resume import finished_cases, split_unfinished
 from diffbench.shard import split_items
-from diffbench.summary import markdown_table
+from diffbench.results.summary import markdown_table
 from diffbench.writable import check_writable_folder
 
 SETTINGS = pytest.StashKey()

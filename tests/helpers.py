@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.isolated_case import RoundsBenchmark
-from diffbench.records import RunFolder
+from diffbench.results.records import RunFolder
 from diffbench.runner import BenchSession
 from diffbench.settings import build_settings
 

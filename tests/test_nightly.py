@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from diffbench.history import load_run
+from diffbench.results.history import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"

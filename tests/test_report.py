@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from diffbench.cli import main
-from diffbench.history import load_run
+from diffbench.results.history import load_run
 from diffbench.report import run_labels
-from diffbench.schema import speedup_text
+from diffbench.results.schema import speedup_text
 from diffbench.report_grid import MISSING_FILL, fit_image, image_box
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +238,7 @@ def test_lora_cost_and_control_image_are_shown_with_their_group(run_folders, tmp
 
 
 def test_files_are_replaced_whole_or_not_at_all(tmp_path):
-    from diffbench.records import atomic_path, write_text_atomically
+    from diffbench.results.records import atomic_path, write_text_atomically
 
     target = tmp_path / "report.md"
     write_text_atomically(target, "old report")
@@ -252,7 +252,7 @@ def test_files_are_replaced_whole_or_not_at_all(tmp_path):
 
 
 def test_image_path_finds_the_jpeg_copy_of_a_committed_run(tmp_path):
-    from diffbench.history import Run
+    from diffbench.results.history import Run
 
     (tmp_path / "images").mkdir()
     run = Run(tmp_path / "results.jsonl", "r1", {"a": {"case": "a", "image": "images/a.png"},
@@ -276,7 +276,7 @@ def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
 def test_a_trend_renders_every_status_a_case_can_end_in(tmp_path):
     """Unit-level guard of the trend's status cells (a NameError here once failed every report whose trend
     held a case that was not ok in one run): no benchmark run needed, every status once."""
-    from diffbench.history import Run
+    from diffbench.results.history import Run
     from diffbench.report import trend_section
 
     def record(status, e2e_s=None):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from diffbench.errors import OptionError
-from diffbench.records import read_results
+from diffbench.results.records import read_results
 from diffbench.resume import check_resume_folder, finished_cases
 
 ROOT = Path(__file__).resolve().parents[1]

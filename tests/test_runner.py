@@ -11,7 +11,7 @@ from diffbench.backends.base import Backend, register
 from diffbench.quality import QualityFloor
 from diffbench.errors import CaseFailure, QualityError
 from diffbench.quality import assess
-from diffbench.records import RECORD_KEYS, read_results
+from diffbench.results.records import RECORD_KEYS, read_results
 from diffbench.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 

@@ -15,8 +15,8 @@ import pytest
 from diffbench.case import Case, Resolution
 from diffbench.cli import main
 from diffbench.errors import OptionError
-from diffbench.history import load_run
-from diffbench.records import RunFolder, new_record
+from diffbench.results.history import load_run
+from diffbench.results.records import RunFolder, new_record
 from diffbench.settings import build_settings, expand_matrix
 from diffbench.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
 

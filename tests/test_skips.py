@@ -7,7 +7,7 @@ from diffbench.backends.base import Backend, register
 from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS
 from diffbench.errors import OptionError, UnavailableError
-from diffbench.records import read_results
+from diffbench.results.records import read_results
 from diffbench.settings import expand_matrix
 from diffbench.weights import load_from_hub
 from helpers import RecordingBenchmark, make_session

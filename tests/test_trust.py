@@ -17,7 +17,7 @@ from diffbench.compile_watch import CompileActivity
 from diffbench.errors import OptionError
 from diffbench.pairing import paired_speedup, unpaired_speedup
 from diffbench.rounds import Rounds, timing_summary
-from diffbench.schema import FIELD, speedup_text
+from diffbench.results.schema import FIELD, speedup_text
 from diffbench.selfcheck import compare_rounds
 from diffbench.settings import build_settings, expand_matrix
 from diffbench.stages import StageTimer
@@ -244,14 +244,14 @@ def test_every_new_record_field_is_declared_once():
 
 
 def runner_fields():
-    from diffbench.schema import FIELDS
+    from diffbench.results.schema import FIELDS
 
     return FIELDS
 
 
 def test_a_contended_case_is_marked_in_the_table_and_the_report(tmp_path):
     from diffbench.report_stages import conditions_section
-    from diffbench.summary import markdown_table
+    from diffbench.results.summary import markdown_table
 
     record = {"case": "tiny-sdxl-t2i-128-eager", "status": "ok", "e2e_s": 1.0, "contended": True,
               "host_other_cpu": 0.6, "speedup": 1.0, "pairing": "reference"}

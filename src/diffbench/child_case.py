@@ -9,7 +9,7 @@ from typing import Any
 
 from diffbench.catalog import MODELS
 from diffbench.isolated_case import CaseRequest, Reference, RoundsBenchmark
-from diffbench.records import RunFolder
+from diffbench.results.records import RunFolder
 from diffbench.runner import BenchSession
 
 

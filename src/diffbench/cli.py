@@ -11,7 +11,7 @@ from pathlib import Path
 
 from diffbench.backends.base import registry
 from diffbench.catalog import MODELS
-from diffbench.environment import stack_info
+from diffbench.results.environment import stack_info
 from diffbench.selfcheck import add_selfcheck_command
 
 
@@ -75,7 +75,7 @@ def show_backends(_: argparse.Namespace) -> int:
 
 
 def show_env(_: argparse.Namespace) -> int:
-    from diffbench.environment import extras
+    from diffbench.results.environment import extras
 
     installed = extras()
     print(json.dumps({**stack_info(), "extras": installed if installed is not None else
@@ -85,8 +85,8 @@ def show_env(_: argparse.Namespace) -> int:
 
 def show_table(arguments: argparse.Namespace) -> int:
     """Exit 0: the table printed; 2: a file is missing or cannot be read (a torn last line is a warning)."""
-    from diffbench.history import HistoryError, read_records
-    from diffbench.summary import markdown_table
+    from diffbench.results.history import HistoryError, read_records
+    from diffbench.results.summary import markdown_table
 
     missing = [path for path in arguments.results if not path.is_file()]
     if missing:
@@ -108,7 +108,7 @@ def show_table(arguments: argparse.Namespace) -> int:
 
 def fail_thresholds(text: str) -> dict:
     """`--fail` as thresholds per metric; a bad value is argparse's usage error (exit 2)."""
-    from diffbench.compare import parse_thresholds
+    from diffbench.results.compare import parse_thresholds
     from diffbench.errors import OptionError
 
     try:
@@ -120,8 +120,8 @@ def fail_thresholds(text: str) -> dict:
 def load_runs(command: str, specs: list[str], arguments: argparse.Namespace) -> list | None:
     """The runs named, each checked (records, numbers), with their warnings printed; None (after saying
     why) when one cannot be used, which the command turns into exit 2."""
-    from diffbench.compare import check_comparable
-    from diffbench.history import HistoryError, load_run
+    from diffbench.results.compare import check_comparable
+    from diffbench.results.history import HistoryError, load_run
 
     try:
         runs = [load_run(spec, arguments.storage, arguments.results_dir) for spec in specs]
@@ -138,9 +138,9 @@ def load_runs(command: str, specs: list[str], arguments: argparse.Namespace) -> 
 def compare_two_runs(arguments: argparse.Namespace) -> int:
     """Exit 0: nothing regressed; 1: something did, or a change is inconclusive (unless --inconclusive pass);
     2: a run is unusable, the runs share no case, or stacks differ with --same-stack."""
-    from diffbench.compare import check_overlap, compare_runs
-    from diffbench.compare_text import comparison_json, render
-    from diffbench.history import HistoryError
+    from diffbench.results.compare import check_overlap, compare_runs
+    from diffbench.results.compare_text import comparison_json, render
+    from diffbench.results.history import HistoryError
 
     runs = load_runs("compare", [arguments.base, arguments.new], arguments)
     if runs is None:
@@ -172,8 +172,8 @@ def compare_two_runs(arguments: argparse.Namespace) -> int:
 
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:
-    from diffbench.compare import DEFAULT_FAIL, METRICS
-    from diffbench.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
+    from diffbench.results.compare import DEFAULT_FAIL, METRICS
+    from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
 
     compare = commands.add_parser("compare", help="compare two runs; exit 1 on a regression beyond thresholds",
                                   description="Compare two runs case by case: exit 0 when nothing regressed, "
@@ -223,7 +223,7 @@ def image_size(text: str) -> int:
 
 
 def add_report_command(commands: argparse._SubParsersAction) -> None:
-    from diffbench.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
+    from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
     from diffbench.report import DEFAULT_IMAGE_SIZE
 
     report = commands.add_parser("report", help="render runs as Markdown and HTML with charts and image grids",
@@ -244,7 +244,7 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
 
 
 def add_merge_command(commands: argparse._SubParsersAction) -> None:
-    from diffbench.merge import merge_command
+    from diffbench.results.merge import merge_command
 
     merge = commands.add_parser("merge", help="join run folders (e.g. the shards of a multi-GPU run) into one",
                                 description="Write one run folder with every case of the runs given (records, "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from diffbench.case import Case
-from diffbench.history import HistoryError, load_run
+from diffbench.results.history import HistoryError, load_run
 from diffbench.settings import RunSettings
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from diffbench.report_document import Block, Figure, Paragraph, Table
-from diffbench.summary import number
+from diffbench.results.summary import number
 
 
 class _Entry(Protocol):  # report.Entry, without importing report (which imports this module)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from diffbench.records import atomic_path
+from diffbench.results.records import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from diffbench.report_document import Block, Heading, Paragraph, Table
-from diffbench.summary import number
+from diffbench.results.summary import number
 
 
 def lora_blocks(label: str, record: dict[str, Any]) -> list[Block]:

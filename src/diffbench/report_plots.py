@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from matplotlib.figure import Figure  # the object API: no pyplot, no global backend switch
 
-from diffbench.records import atomic_path
+from diffbench.results.records import atomic_path
 
 EAGER_COLOR = "#8c8c8c"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")

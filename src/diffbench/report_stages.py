@@ -10,7 +10,7 @@ from matplotlib.figure import Figure as MplFigure
 
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report_plots import DPI, PALETTE, _save
-from diffbench.schema import FIELD, STAGES, format_field, speedup_text
+from diffbench.results.schema import FIELD, STAGES, format_field, speedup_text
 
 STAGE_NAMES = {"text_encode_ms": "text encode", "denoiser_ms": "denoiser", "controlnet_ms": "ControlNet",
                "vae_decode_ms": "VAE decode", "other_ms": "other (set-up, scheduler, host gaps)"}

@@ -8,7 +8,7 @@ from typing import Any
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report_lora import lora_blocks
 from diffbench.report_plots import batch_plot, steps_plot
-from diffbench.summary import number
+from diffbench.results.summary import number
 
 
 def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Block]:

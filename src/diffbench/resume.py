@@ -12,8 +12,8 @@ from typing import Any, Callable, Sequence
 
 from diffbench.case import Case
 from diffbench.errors import OptionError
-from diffbench.history import HistoryError, read_run_meta
-from diffbench.records import read_results
+from diffbench.results.history import HistoryError, read_run_meta
+from diffbench.results.records import read_results
 
 FINISHED = ("ok", "skipped")
 

@@ -28,7 +28,7 @@ from diffbench.pairing import paired_speedup, unpaired_speedup
 from diffbench.progress import heartbeat
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.quality import QualityResult, assess
-from diffbench.records import RunFolder, json_safe, new_record
+from diffbench.results.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline
 from diffbench.rounds import Rounds, one_round, timing_summary
 from diffbench.isolated_case import Reference

@@ -114,7 +114,7 @@ def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     from diffbench.catalog import MODELS
     from diffbench.inputs import prompt_seed_pairs
     from diffbench.pipelines import shallow_copy
-    from diffbench.records import RunFolder
+    from diffbench.results.records import RunFolder
     from diffbench.rounds import Rounds, one_round
     from diffbench.runner import BenchSession
     from diffbench.settings import build_settings, expand_matrix

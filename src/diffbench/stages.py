@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from diffbench.schema import STAGES
+from diffbench.results.schema import STAGES
 
 ENCODERS = ("encode_prompt", "_encode_prompt")  # the SDXL/SD3 pipelines', instruct-pix2pix's
 

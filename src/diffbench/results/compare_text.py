@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from diffbench.compare import METRICS, Comparison, Row
+from diffbench.results.compare import METRICS, Comparison, Row
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:

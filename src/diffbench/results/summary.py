@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any, Iterable
 
-from diffbench.schema import speedup_text
+from diffbench.results.schema import speedup_text
 
 # Short names: with the case ids the table stays within a terminal's 120 columns.
 COLUMNS = ("case", "status", "steps", "warmup s", "E2E s med (range)", "it/s", "peak GiB", "SSIM",

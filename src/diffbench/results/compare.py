@@ -3,7 +3,7 @@
 A metric regresses when NEW is worse than BASE by more than its threshold (`10%`: relative to BASE;
 `0.02`: absolute, in the metric's unit). For the timings measured over rounds (e2e, its) the rounds
 must also differ beyond their noise: a one-sided exact Mann-Whitney test on the two runs' rounds at
-p <= 0.05 (`diffbench.noise`). With the default 6 rounds a side one stray round on either side still
+p <= 0.05 (`diffbench.results.noise`). With the default 6 rounds a side one stray round on either side still
 lets a clear change through (with 3 a side only a complete ordering could); with fewer than the test
 needs, complete separation of the rounds is required. A change for the worse beyond the threshold that
 the test cannot decide is `inconclusive` when the rounds lean that way (more rounds would decide: the
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffbench.errors import OptionError
-from diffbench.history import HistoryError, Run, stack_differences
-from diffbench.noise import NoiseTest, higher_beyond_noise
-from diffbench.schema import FIELD
+from diffbench.results.history import HistoryError, Run, stack_differences
+from diffbench.results.noise import NoiseTest, higher_beyond_noise
+from diffbench.results.schema import FIELD
 
 
 @dataclass(frozen=True)

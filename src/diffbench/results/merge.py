@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.errors import DiffbenchError
-from diffbench.history import HistoryError, Run, load_run, read_run_meta, stack_differences, stack_key
-from diffbench.records import atomic_path, json_safe, write_text_atomically
+from diffbench.results.history import HistoryError, Run, load_run, read_run_meta, stack_differences, stack_key
+from diffbench.results.records import atomic_path, json_safe, write_text_atomically
 
 PART_KEYS = ("run_id", "started", "commit", "command", "settings")  # what run.json keeps of each part
 

@@ -1,0 +1,1 @@
+"""Results: the record schema (each metric once), run folders, history, compare, merge, the terminal table."""
