@@ -184,9 +184,9 @@ def test_lora_cases_are_selected_with_k_lora_and_bad_values_are_usage_errors_on_
 
 
 def test_the_report_shows_the_switching_table_of_a_lora_case(tmp_path):
-    from diffbench.report import group_key
-    from diffbench.report_document import to_markdown
-    from diffbench.report_sweeps import sweep_blocks
+    from diffbench.report.build import group_key
+    from diffbench.report.document import to_markdown
+    from diffbench.report.sweeps import sweep_blocks
 
     switch = {"scenario": "swap", "hotswap": True, "switch_s": 0.121, "graphs_compiled": 0, "recompile_limit_hits": 0,
               "next_call_s": 0.46, "e2e_s": 0.332, "ssim_min": 1.0, "psnr_min": 100.0, "matches_eager": True}

@@ -83,8 +83,8 @@ def test_bad_sweep_values_are_usage_errors(raw, message):
 
 
 def test_the_report_shows_each_sweep_with_the_steps_plot(tmp_path):
-    from diffbench.report_sweeps import sweep_blocks
-    from diffbench.report_document import Figure, Table, to_markdown
+    from diffbench.report.sweeps import sweep_blocks
+    from diffbench.report.document import Figure, Table, to_markdown
 
     record = {
         "case": "sdxl-t2i-1024-compile", "per_step_s": 0.048, "fixed_s": 0.12, "fit_r_squared": 0.9991,
@@ -122,7 +122,7 @@ def _swept(*points: tuple[str, int, int]) -> dict:
     ((("1024", 0, 0), ("768", 1, 0), ("512", 0, 1)), "hit the recompile limit: runs eagerly from then on"),
 ])
 def test_the_recompile_verdict_reads_dynamos_counts(points, verdict):
-    from diffbench.report_sweeps import recompile_overview, recompile_verdict
+    from diffbench.report.sweeps import recompile_overview, recompile_verdict
 
     record = _swept(*points)
     assert recompile_verdict(record) == verdict

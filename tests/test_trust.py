@@ -250,7 +250,7 @@ def runner_fields():
 
 
 def test_a_contended_case_is_marked_in_the_table_and_the_report(tmp_path):
-    from diffbench.report_stages import conditions_section
+    from diffbench.report.stages import conditions_section
     from diffbench.results.summary import markdown_table
 
     record = {"case": "tiny-sdxl-t2i-128-eager", "status": "ok", "e2e_s": 1.0, "contended": True,

@@ -202,7 +202,7 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
 def write_report_command(arguments: argparse.Namespace) -> int:
     """Exit 0: report written; 2: a run cannot be read (or holds no case) or the report cannot be written."""
-    from diffbench.report import write_report
+    from diffbench.report.build import write_report
 
     runs = load_runs("report", arguments.runs, arguments)
     if runs is None:
@@ -224,7 +224,7 @@ def image_size(text: str) -> int:
 
 def add_report_command(commands: argparse._SubParsersAction) -> None:
     from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
-    from diffbench.report import DEFAULT_IMAGE_SIZE
+    from diffbench.report.build import DEFAULT_IMAGE_SIZE
 
     report = commands.add_parser("report", help="render runs as Markdown and HTML with charts and image grids",
                                  description="Render one or more runs into DIR/report.md and DIR/report.html: "

@@ -1,6 +1,6 @@
 """The record's measurement fields of issue 15, each declared once: key, unit, label, digits and what it means.
 
-The terminal table (diffbench.results.summary), the report (diffbench.report) and `diffbench compare` read their
+The terminal table (diffbench.results.summary), the report (diffbench.report.build) and `diffbench compare` read their
 labels, units and formats from here, and README/docs point here; adding a metric is one entry below.
 """
 

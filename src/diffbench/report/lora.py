@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffbench.report_document import Block, Heading, Paragraph, Table
+from diffbench.report.document import Block, Heading, Paragraph, Table
 from diffbench.results.summary import number
 
 

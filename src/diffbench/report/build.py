@@ -13,12 +13,12 @@ from typing import Any
 
 from diffbench.results.history import Run
 from diffbench.results.records import write_text_atomically
-from diffbench.report_components import component_blocks
-from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
-from diffbench.report_grid import Cell, write_grid
-from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
-from diffbench.report_stages import conditions_section, stage_section
-from diffbench.report_sweeps import recompile_overview, sweep_blocks
+from diffbench.report.components import component_blocks
+from diffbench.report.document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
+from diffbench.report.grid import Cell, write_grid
+from diffbench.report.plots import TrendPoint, backend_colors, grouped_bars, trend_chart
+from diffbench.report.stages import conditions_section, stage_section
+from diffbench.report.sweeps import recompile_overview, sweep_blocks
 from diffbench.results.schema import speedup_text
 from diffbench.results.summary import STATUS_NAMES, e2e_text, number, status_text
 

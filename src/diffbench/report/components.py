@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from diffbench.report_document import Block, Figure, Paragraph, Table
+from diffbench.report.document import Block, Figure, Paragraph, Table
 from diffbench.results.summary import number
 
 

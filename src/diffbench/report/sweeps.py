@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
-from diffbench.report_lora import lora_blocks
-from diffbench.report_plots import batch_plot, steps_plot
+from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
+from diffbench.report.lora import lora_blocks
+from diffbench.report.plots import batch_plot, steps_plot
 from diffbench.results.summary import number
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from matplotlib.figure import Figure as MplFigure
 
-from diffbench.report_document import Block, Figure, Heading, Paragraph, Table
-from diffbench.report_plots import DPI, PALETTE, _save
+from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
+from diffbench.report.plots import DPI, PALETTE, _save
 from diffbench.results.schema import FIELD, STAGES, format_field, speedup_text
 
 STAGE_NAMES = {"text_encode_ms": "text encode", "denoiser_ms": "denoiser", "controlnet_ms": "ControlNet",

@@ -1,0 +1,1 @@
+"""`diffbench report`: runs rendered as Markdown and HTML; one module per kind of section."""
