@@ -9,7 +9,7 @@ Usage (GPU machine, after .ci/gpu-run's install): python3 .ci/gpu-probe-step-tim
 
 from gpu_probe import Probe
 
-from diffbench.measure import StepTimer
+from diffbench.measure.timing import StepTimer
 
 probe = Probe(default_rounds=6)
 probe.interleave({"no callback": lambda: {},

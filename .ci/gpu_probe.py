@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from diffbench.measure import timed
+from diffbench.measure.timing import timed
 from diffbench.random_weights import build_random_pipeline
 
 WARMUPS = 4

@@ -2,7 +2,7 @@
 
 import torch
 
-from diffbench.compile_watch import CompileWatch
+from diffbench.measure.compile_watch import CompileWatch
 from diffbench.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 

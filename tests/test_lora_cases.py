@@ -7,7 +7,7 @@ import torch
 from diffbench.catalog import MODELS
 from diffbench.errors import OptionError
 from diffbench.lora import lora_layer_count, random_lora_state_dict
-from diffbench.quality import compare
+from diffbench.measure.quality import compare
 from diffbench.random_weights import build_random_pipeline
 from diffbench.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
@@ -149,7 +149,7 @@ def test_an_interrupted_switch_keeps_the_finished_ones_and_records_the_one_under
     import numpy as np
 
     from diffbench import lora_switch
-    from diffbench.quality import QualityFloor
+    from diffbench.measure.quality import QualityFloor
 
     done = []
     monkeypatch.setattr(lora_switch, "operations", lambda view, adapter: {

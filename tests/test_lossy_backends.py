@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffbench.backends.base import get_backend_class
-from diffbench.stages import denoiser_name
+from diffbench.measure.stages import denoiser_name
 from diffbench.backends.torchao_quant import TORCHAO_INDUCTOR_OPTIONS, quantized_linear_count
 from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS

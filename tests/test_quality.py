@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from diffbench.quality import QualityFloor
-from diffbench.quality import PSNR_CAP_DB, assess, compare, image_problem
+from diffbench.measure.quality import QualityFloor
+from diffbench.measure.quality import PSNR_CAP_DB, assess, compare, image_problem
 
 FLOOR = QualityFloor(ssim=0.95, psnr=30.0)
 

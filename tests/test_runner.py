@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from diffbench.backends.base import Backend, register
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 from diffbench.errors import CaseFailure, QualityError
-from diffbench.quality import assess
+from diffbench.measure.quality import assess
 from diffbench.results.records import RECORD_KEYS, read_results
 from diffbench.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
@@ -275,7 +275,7 @@ def test_a_failure_does_not_hold_the_cases_memory(tmp_path, caplog):
 
 
 def test_settled_compares_the_last_two_calls_relative_to_the_faster():
-    from diffbench.measure import settled
+    from diffbench.measure.timing import settled
 
     assert not settled([]) and not settled([1.0])
     assert not settled([5.3, 1.44]) and not settled([1.44, 1.14])
@@ -286,7 +286,8 @@ def test_settled_compares_the_last_two_calls_relative_to_the_faster():
 def test_warmup_goes_on_until_two_calls_agree_then_times(tmp_path, monkeypatch):
     """A fresh process's first calls are slow (3.64, 0.93, 0.83, 0.89 s on an H100 for eager SDXL): with the default
     --max-warmups the case warms up until two calls agree within 10%; --max-warmups 1 keeps one warmup."""
-    from diffbench import rounds, runner
+    from diffbench import runner
+    from diffbench.measure import rounds
 
     real_timed, script = runner.timed, []
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from diffbench.errors import OptionError
-from diffbench.flops import count_pipeline_flops, measured_matmul_tflops
-from diffbench.scaling import fit_steps
+from diffbench.measure.flops import count_pipeline_flops, measured_matmul_tflops
+from diffbench.measure.scaling import fit_steps
 
 
 def test_a_synthetic_linear_timing_recovers_its_slope_and_intercept():
@@ -90,7 +90,7 @@ def test_roofline_records_the_same_flops_for_eager_and_compile_and_fewer_for_dee
 def test_no_utilisation_against_the_wrong_ceiling_for_fp8_or_int8_matmuls():
     import types
 
-    from diffbench.flops import PipelineFlops
+    from diffbench.measure.flops import PipelineFlops
     from diffbench.roofline import Roofline
 
     flops = PipelineFlops(total=5e12, denoiser=4e12, denoiser_calls=10, vae_decode=0.5e12)
@@ -101,7 +101,7 @@ def test_no_utilisation_against_the_wrong_ceiling_for_fp8_or_int8_matmuls():
 
 
 def test_busy_time_is_the_union_of_kernel_intervals():
-    from diffbench.boundness import busy_seconds
+    from diffbench.measure.boundness import busy_seconds
 
     assert busy_seconds([]) == 0.0
     assert busy_seconds([(0.0, 1.0), (0.5, 1.5), (2.0, 3.0), (2.2, 2.4)]) == pytest.approx(2.5)
@@ -113,19 +113,19 @@ def test_busy_time_is_the_union_of_kernel_intervals():
     (None, 0.5, None),
 ])
 def test_the_stated_criterion_classifies_cases(idle, mfu, bound):
-    from diffbench.boundness import classify
+    from diffbench.measure.boundness import classify
 
     assert classify(idle, mfu) == bound
 
 
 def test_no_gpu_activity_off_cuda():
-    from diffbench.boundness import gpu_activity
+    from diffbench.measure.boundness import gpu_activity
 
     assert gpu_activity("cpu", lambda: None, 1.0) is None
 
 
 def test_idle_fraction_is_against_the_unprofiled_wall_time_and_bounded():
-    from diffbench.boundness import idle_fraction
+    from diffbench.measure.boundness import idle_fraction
 
     assert idle_fraction(0.3, 1.0) == pytest.approx(0.7)
     assert idle_fraction(1.2, 1.0) == 0.0  # busy measured in another (profiled) call can exceed it

@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from diffbench import pairing, rounds as rounds_module, runner
-from diffbench.compile_watch import CompileActivity
+from diffbench import runner
+from diffbench.measure import pairing
+from diffbench.measure import rounds as rounds_module
+from diffbench.measure.compile_watch import CompileActivity
 from diffbench.errors import OptionError
-from diffbench.pairing import paired_speedup, unpaired_speedup
-from diffbench.rounds import Rounds, timing_summary
+from diffbench.measure.pairing import paired_speedup, unpaired_speedup
+from diffbench.measure.rounds import Rounds, timing_summary
 from diffbench.results.schema import FIELD, speedup_text
 from diffbench.selfcheck import compare_rounds
 from diffbench.settings import build_settings, expand_matrix
-from diffbench.stages import StageTimer
-from diffbench.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
+from diffbench.measure.stages import StageTimer
+from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 
 from helpers import RecordingBenchmark, make_session
 
@@ -171,7 +173,7 @@ def test_telemetry_absent_on_the_cpu_is_said_not_zeroed():
 
 def test_host_load_flags_other_processes(monkeypatch):
     """Other processes' CPU ticks (all cores' busy ticks minus this process's) flag the rounds as contended."""
-    from diffbench import telemetry
+    from diffbench.measure import telemetry
 
     ticks = telemetry.os.sysconf("SC_CLK_TCK")
     stats = iter([(0, 0), (int(ticks * 2.0 * (telemetry.os.cpu_count() or 1)), 0)])  # every core busy 2 s

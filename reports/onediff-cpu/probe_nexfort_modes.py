@@ -55,7 +55,7 @@ def child(name: str) -> None:
     from diffbench.backends.base import get_backend_class
     from diffbench.catalog import MODELS
     from diffbench.pipelines import shallow_copy
-    from diffbench.quality import compare
+    from diffbench.measure.quality import compare
     from diffbench.weights import load_pipeline
 
     backend_name, options, _, *dtype = PROBES[name]

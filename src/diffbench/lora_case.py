@@ -10,10 +10,10 @@ from typing import Any, Iterator
 
 import torch
 
-from diffbench.stages import denoiser_name
+from diffbench.measure.stages import denoiser_name
 from diffbench.errors import UnavailableError
 from diffbench.lora import PEFT_HINT, LoraSpec, lora_layer_count, lora_rank, random_lora_state_dict
-from diffbench.measure import allocated_gib, timed
+from diffbench.measure.timing import allocated_gib, timed
 
 logger = logging.getLogger(__name__)
 

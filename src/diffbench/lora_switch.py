@@ -9,13 +9,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from diffbench.quality import QualityFloor
-from diffbench.compile_watch import CompileWatch
+from diffbench.measure.quality import QualityFloor
+from diffbench.measure.compile_watch import CompileWatch
 from diffbench.lora import random_like, random_lora_state_dict
 from diffbench.lora_case import ActiveAdapter
 from diffbench.lora import SWITCHES
-from diffbench.measure import timed
-from diffbench.quality import assess
+from diffbench.measure.timing import timed
+from diffbench.measure.quality import assess
 
 logger = logging.getLogger(__name__)
 

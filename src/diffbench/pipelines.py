@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from diffbench.catalog import ModelSpec
-from diffbench.measure import timed
+from diffbench.measure.timing import timed
 from diffbench.weights import load_pipeline, pipeline_class
 
 logger = logging.getLogger(__name__)

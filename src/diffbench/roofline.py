@@ -9,8 +9,8 @@ from typing import Any, Callable
 import torch
 
 from diffbench.backends.base import Backend
-from diffbench.stages import denoiser_name
-from diffbench.flops import PipelineFlops, count_pipeline_flops, measured_matmul_tflops
+from diffbench.measure.stages import denoiser_name
+from diffbench.measure.flops import PipelineFlops, count_pipeline_flops, measured_matmul_tflops
 
 logger = logging.getLogger(__name__)
 

@@ -13,29 +13,29 @@ import pytest
 import torch
 
 from diffbench.backends.base import Backend, get_backend_class, unpark
-from diffbench.boundness import classify, gpu_activity
+from diffbench.measure.boundness import classify, gpu_activity
 from diffbench.case import Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec
-from diffbench.compile_watch import CompileActivity, CompileWatch
+from diffbench.measure.compile_watch import CompileActivity, CompileWatch
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
-from diffbench.flops import PipelineFlops
+from diffbench.measure.flops import PipelineFlops
 from diffbench.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
 from diffbench.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.lora_switch import is_compiled, measure_switching
-from diffbench.measure import SETTLE_TOLERANCE, settled, allocated_gib, timed
-from diffbench.pairing import paired_speedup, unpaired_speedup
+from diffbench.measure.timing import SETTLE_TOLERANCE, settled, allocated_gib, timed
+from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.progress import heartbeat
 from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
-from diffbench.quality import QualityResult, assess
+from diffbench.measure.quality import QualityResult, assess
 from diffbench.results.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline
-from diffbench.rounds import Rounds, one_round, timing_summary
+from diffbench.measure.rounds import Rounds, one_round, timing_summary
 from diffbench.isolated_case import Reference
 from diffbench.runner_children import ChildMeasurement
 from diffbench.settings import RunSettings
 from diffbench.sweeps import batch_sweep, resolution_sweep, steps_sweep
-from diffbench.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
+from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 One process, one pipeline (the case's backend applied as the suite applies it), the same call arguments
 and seed. Each round times the bare call at the case's steps and the suite's round
-(`diffbench.rounds.one_round` with its step timer, stage timer and NVML sampler, exactly as a benchmark
+(`diffbench.measure.rounds.one_round` with its step timer, stage timer and NVML sampler, exactly as a benchmark
 case runs it), in the order bare-suite in even rounds and suite-bare in odd ones (so a host that speeds up
 or slows down through the run biases neither), then the bare call at twice the steps: the difference of
 the two bare calls is the bare loop's time per step, with no callback in the call. The harness overhead is,
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from diffbench.errors import OptionError
-from diffbench.pairing import RESAMPLES, paired_speedup
+from diffbench.measure.pairing import RESAMPLES, paired_speedup
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,10 @@ def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     from diffbench.inputs import prompt_seed_pairs
     from diffbench.pipelines import shallow_copy
     from diffbench.results.records import RunFolder
-    from diffbench.rounds import Rounds, one_round
+    from diffbench.measure.rounds import Rounds, one_round
     from diffbench.runner import BenchSession
     from diffbench.settings import build_settings, expand_matrix
-    from diffbench.telemetry import DeviceTelemetry
+    from diffbench.measure.telemetry import DeviceTelemetry
 
     settings = build_settings({
         "models": arguments.model, "backends": arguments.backend, "tasks": "t2i", "weights": arguments.weights,

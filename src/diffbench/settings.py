@@ -11,7 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from diffbench.backends.base import get_backend_class, registry
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 from diffbench.case import DEFAULT_TASKS, TASKS, Case, Resolution
 from diffbench.catalog import MODELS, ModelSpec, get_model
 from diffbench.controlnet import RANDOM, parse_controlnet_source

@@ -10,10 +10,10 @@ from typing import Any, Callable
 import torch
 
 from diffbench.case import Resolution
-from diffbench.compile_watch import CompileWatch
-from diffbench.measure import timed
+from diffbench.measure.compile_watch import CompileWatch
+from diffbench.measure.timing import timed
 from diffbench.pipelines import release_memory
-from diffbench.scaling import fit_steps
+from diffbench.measure.scaling import fit_steps
 
 logger = logging.getLogger(__name__)
 

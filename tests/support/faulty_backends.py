@@ -6,7 +6,7 @@ import sys
 import time
 
 from diffbench.backends.base import Backend, register
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 
 
 class _Isolated(Backend):

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from diffbench.errors import OptionError
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 
 if TYPE_CHECKING:
     from diffbench.case import Case
@@ -43,7 +43,7 @@ class Backend:
     default_options: ClassVar[dict[str, Any]] = {}  # a named variant is a subclass with other defaults
     # `--compiler-config` applies to every backend of this family (the seeds' flag for their compilers).
     config_family: ClassVar[str | None] = None
-    # Eager's rounds can alternate with this backend's in one process (diffbench.pairing): false for a
+    # Eager's rounds can alternate with this backend's in one process (diffbench.measure.pairing): false for a
     # backend that moves or hooks the cached pipeline's own modules (offloading), which eager then runs on.
     pairable: ClassVar[bool] = True
 

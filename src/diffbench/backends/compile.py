@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import Backend, own, register
-from diffbench.quality import QualityFloor
-from diffbench.stages import denoiser_name
+from diffbench.measure.quality import QualityFloor
+from diffbench.measure.stages import denoiser_name
 from diffbench.errors import OptionError
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -1,7 +1,7 @@
 """The eager baseline: the pipeline as diffusers builds it (the seeds' `--compiler none`)."""
 
 from diffbench.backends.base import Backend, register
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 
 
 @register

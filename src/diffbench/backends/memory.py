@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from diffbench.backends.base import Backend, own, park, register
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 
 _SD3_FAMILY = "sd3"
 

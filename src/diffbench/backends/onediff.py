@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import Backend, own, register
-from diffbench.quality import QualityFloor
+from diffbench.measure.quality import QualityFloor
 from diffbench.errors import OptionError
 
 ENV_SCRIPT = "bash .ci/onediff-env"

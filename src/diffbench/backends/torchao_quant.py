@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import Backend, own, register
-from diffbench.quality import QualityFloor
-from diffbench.stages import denoiser_name
+from diffbench.measure.quality import QualityFloor
+from diffbench.measure.stages import denoiser_name
 from diffbench.backends.compile import CompileBackend
 from diffbench.errors import OptionError, UnavailableError
 

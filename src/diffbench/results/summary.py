@@ -44,7 +44,7 @@ def status_text(record: dict[str, Any]) -> str:
 
 
 def row(record: dict[str, Any], status: str) -> list[str]:
-    if record.get("contended"):  # other processes took the cores during the timed rounds (diffbench.telemetry)
+    if record.get("contended"):  # other processes took the cores during the timed rounds (diffbench.measure.telemetry)
         status += " (contended)"
     return [
         record.get("case") or "-", status, str(record.get("steps") or "-"),

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from diffbench.measure import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
-from diffbench.stages import StageTimer, summarize_stages
-from diffbench.telemetry import DeviceTelemetry
+from diffbench.measure.timing import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
+from diffbench.measure.stages import StageTimer, summarize_stages
+from diffbench.measure.telemetry import DeviceTelemetry
 
 PERCENTILES_FROM = 10  # rounds needed before p50/p90/p99 are recorded
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffbench.measure import timed
+from diffbench.measure.timing import timed
 
 
 @dataclass(frozen=True)

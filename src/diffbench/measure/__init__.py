@@ -1,0 +1,1 @@
+"""Instruments: timing, stage timers, telemetry, compile watch, quality, FLOPs, boundness, pairing, scaling fits; no orchestration."""
