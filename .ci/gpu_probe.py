@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from diffbench.measure.timing import timed
-from diffbench.random_weights import build_random_pipeline
+from diffbench.models.random_weights import build_random_pipeline
 
 WARMUPS = 4
 

@@ -4,7 +4,7 @@ import pytest
 
 from diffbench.backends.base import get_backend_class
 from diffbench.case import Case, Resolution
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError
 from diffbench.settings import build_settings
 

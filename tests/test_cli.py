@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.cli import main
 
 SCRIPT = Path(sys.executable).parent / "diffbench"

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from diffbench.case import Resolution
-from diffbench.catalog import MODELS
-from diffbench.controlnet import build_random_controlnet, check_matches_unet, config_folder
+from diffbench.models.catalog import MODELS
+from diffbench.models.controlnet import build_random_controlnet, check_matches_unet, config_folder
 from diffbench.errors import OptionError
-from diffbench.inputs import canny_edges, control_image, default_input_image
-from diffbench.pipelines import share_components
-from diffbench.random_weights import build_random_pipeline
+from diffbench.models.inputs import canny_edges, control_image, default_input_image
+from diffbench.models.pipelines import share_components
+from diffbench.models.random_weights import build_random_pipeline
 from diffbench.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
 

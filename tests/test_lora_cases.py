@@ -4,11 +4,11 @@ for bit, and `--lora-switch` on a compiled pipeline with what torch and diffuser
 import pytest
 import torch
 
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError
-from diffbench.lora import lora_layer_count, random_lora_state_dict
+from diffbench.models.lora import lora_layer_count, random_lora_state_dict
 from diffbench.measure.quality import compare
-from diffbench.random_weights import build_random_pipeline
+from diffbench.models.random_weights import build_random_pipeline
 from diffbench.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
 from test_cli_pytest import run_pytest

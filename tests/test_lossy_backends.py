@@ -12,9 +12,9 @@ from diffbench.backends.base import get_backend_class
 from diffbench.measure.stages import denoiser_name
 from diffbench.backends.torchao_quant import TORCHAO_INDUCTOR_OPTIONS, quantized_linear_count
 from diffbench.case import Case, Resolution
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError, UnavailableError
-from diffbench.pipelines import shallow_copy
+from diffbench.models.pipelines import shallow_copy
 from diffbench.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 

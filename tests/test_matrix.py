@@ -78,7 +78,7 @@ def test_invalid_options_are_reported_with_the_valid_values(raw, message):
 
 def test_weights_per_model_and_quality_floor_override():
     settings = build_settings({"weights": "random,sdxl=tiny", "quality_floor": "compile=0.9/25"})
-    from diffbench.catalog import MODELS
+    from diffbench.models.catalog import MODELS
 
     assert settings.weights_for(MODELS["sdxl"]) == "tiny"
     assert settings.weights_for(MODELS["realvisxl"]) == "random"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from diffbench.backends.base import get_backend_class
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.case import Case, Resolution
 from diffbench.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session

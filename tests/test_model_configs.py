@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from diffbench import fixture_files, random_weights, tokenizers
-from diffbench.random_weights import (
+from diffbench.models import fixture_files
+from diffbench.models import random_weights
+from diffbench.models import tokenizers
+from diffbench.models.random_weights import (
     build_component,
     build_random_pipeline,
     count_folder_parameters,

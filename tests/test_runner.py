@@ -79,7 +79,7 @@ def test_tiny_matrix_records_every_key_and_writes_files(tmp_path):
 def test_a_different_seed_fails_the_gate(tmp_path):
     session = make_session(tmp_path)
     case = expand_matrix(session.settings)[0]
-    from diffbench.catalog import MODELS
+    from diffbench.models.catalog import MODELS
 
     spec = MODELS[case.model]
     loaded = session.cache.get(spec, "tiny", torch.float32, "cpu")
@@ -130,7 +130,7 @@ def test_eager_output_is_bit_identical_after_every_other_backend(tmp_path):
 
 def test_task_pipelines_share_modules_without_changing_their_dtype(tmp_path):
     session = make_session(tmp_path, dtype="bfloat16")
-    from diffbench.catalog import MODELS
+    from diffbench.models.catalog import MODELS
 
     spec = MODELS["tiny-sdxl"]
     loaded = session.cache.get(spec, "tiny", torch.bfloat16, "cpu")

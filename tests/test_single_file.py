@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from support.ldm_checkpoint import OPEN_CLIP_PREFIX, save_sdxl_single_file, sdxl_original_state_dict
 
-from diffbench.random_weights import (
+from diffbench.models.random_weights import (
     arch_dir,
     build_random_pipeline,
     component_classes,
@@ -25,7 +25,7 @@ from diffbench.random_weights import (
     instantiate_model,
     materialize_config_folder,
 )
-from diffbench.single_file import is_single_file, load_single_file
+from diffbench.models.single_file import is_single_file, load_single_file
 
 MODEL = "tiny-sdxl"
 FULL_SIZE_MODEL = "sdxl"

@@ -5,11 +5,11 @@ import torch
 
 from diffbench.backends.base import Backend, register
 from diffbench.case import Case, Resolution
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.results.records import read_results
 from diffbench.settings import expand_matrix
-from diffbench.weights import load_from_hub
+from diffbench.models.weights import load_from_hub
 from helpers import RecordingBenchmark, make_session
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the reasons given on a machine without CUDA")

@@ -5,11 +5,11 @@ import dataclasses
 import pytest
 import torch
 
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError
-from diffbench.random_weights import build_random_pipeline
+from diffbench.models.random_weights import build_random_pipeline
 from diffbench.settings import expand_matrix
-from diffbench.weights import load_pipeline
+from diffbench.models.weights import load_pipeline
 from helpers import RecordingBenchmark, make_session
 from support.ldm_checkpoint import save_sdxl_single_file
 
@@ -84,7 +84,7 @@ def test_missing_torchsde_is_a_skip_reason(monkeypatch):
     from diffusers.utils.dummy_torch_and_torchsde_objects import DPMSolverSDEScheduler as StandIn
 
     from diffbench.errors import UnavailableError
-    from diffbench.weights import make_scheduler
+    from diffbench.models.weights import make_scheduler
 
     monkeypatch.setattr(import_utils, "_torchsde_available", False)
     monkeypatch.setattr(diffusers, "DPMSolverSDEScheduler", StandIn)

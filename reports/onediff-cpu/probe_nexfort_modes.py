@@ -53,10 +53,10 @@ def child(name: str) -> None:
     import torch
 
     from diffbench.backends.base import get_backend_class
-    from diffbench.catalog import MODELS
-    from diffbench.pipelines import shallow_copy
+    from diffbench.models.catalog import MODELS
+    from diffbench.models.pipelines import shallow_copy
     from diffbench.measure.quality import compare
-    from diffbench.weights import load_pipeline
+    from diffbench.models.weights import load_pipeline
 
     backend_name, options, _, *dtype = PROBES[name]
     spec = MODELS["tiny-sdxl"]

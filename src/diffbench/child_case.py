@@ -7,7 +7,7 @@ import importlib
 import os
 from typing import Any
 
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.isolated_case import CaseRequest, Reference, RoundsBenchmark
 from diffbench.results.records import RunFolder
 from diffbench.runner import BenchSession

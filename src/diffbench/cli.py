@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from diffbench.backends.base import registry
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.results.environment import stack_info
 from diffbench.selfcheck import add_selfcheck_command
 

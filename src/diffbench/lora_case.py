@@ -12,7 +12,7 @@ import torch
 
 from diffbench.measure.stages import denoiser_name
 from diffbench.errors import UnavailableError
-from diffbench.lora import PEFT_HINT, LoraSpec, lora_layer_count, lora_rank, random_lora_state_dict
+from diffbench.models.lora import PEFT_HINT, LoraSpec, lora_layer_count, lora_rank, random_lora_state_dict
 from diffbench.measure.timing import allocated_gib, timed
 
 logger = logging.getLogger(__name__)

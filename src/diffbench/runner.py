@@ -15,18 +15,18 @@ import torch
 from diffbench.backends.base import Backend, get_backend_class, unpark
 from diffbench.measure.boundness import classify, gpu_activity
 from diffbench.case import Case, Resolution
-from diffbench.catalog import MODELS, ModelSpec
+from diffbench.models.catalog import MODELS, ModelSpec
 from diffbench.measure.compile_watch import CompileActivity, CompileWatch
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.measure.flops import PipelineFlops
-from diffbench.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
-from diffbench.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
+from diffbench.models.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
+from diffbench.models.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
 from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.lora_switch import is_compiled, measure_switching
 from diffbench.measure.timing import SETTLE_TOLERANCE, settled, allocated_gib, timed
 from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.progress import heartbeat
-from diffbench.pipelines import PipelineCache, release_memory, shallow_copy
+from diffbench.models.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.measure.quality import QualityResult, assess
 from diffbench.results.records import RunFolder, json_safe, new_record
 from diffbench.roofline import Roofline

@@ -8,7 +8,7 @@ import shutil
 from typing import Any
 
 from diffbench.case import Case
-from diffbench.catalog import ModelSpec
+from diffbench.models.catalog import ModelSpec
 from diffbench.errors import CaseFailure, UnavailableError
 from diffbench.isolated_case import CaseRequest, Reference, replay_rounds
 from diffbench.isolation import call_in_child

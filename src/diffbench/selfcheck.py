@@ -111,9 +111,9 @@ def _overhead(ratios: list[float]) -> tuple[float, float, float] | None:
 
 def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     """Build the case's pipeline as the suite does, then alternate the bare loop and the suite's round."""
-    from diffbench.catalog import MODELS
-    from diffbench.inputs import prompt_seed_pairs
-    from diffbench.pipelines import shallow_copy
+    from diffbench.models.catalog import MODELS
+    from diffbench.models.inputs import prompt_seed_pairs
+    from diffbench.models.pipelines import shallow_copy
     from diffbench.results.records import RunFolder
     from diffbench.measure.rounds import Rounds, one_round
     from diffbench.runner import BenchSession

@@ -13,10 +13,10 @@ from PIL import Image, UnidentifiedImageError
 from diffbench.backends.base import get_backend_class, registry
 from diffbench.measure.quality import QualityFloor
 from diffbench.case import DEFAULT_TASKS, TASKS, Case, Resolution
-from diffbench.catalog import MODELS, ModelSpec, get_model
-from diffbench.controlnet import RANDOM, parse_controlnet_source
+from diffbench.models.catalog import MODELS, ModelSpec, get_model
+from diffbench.models.controlnet import RANDOM, parse_controlnet_source
 from diffbench.errors import OptionError
-from diffbench.lora import LoraSpec
+from diffbench.models.lora import LoraSpec
 from diffbench.options import DEFAULT_ROUNDS
 from diffbench.resume import check_resume_folder
 from diffbench.shard import Shard, parse_shard
@@ -153,7 +153,7 @@ def _check_weights(value: str) -> str:
     if path.is_dir() and not (path / "model_index.json").is_file():
         raise OptionError(f"--weights folder {value!r} has no model_index.json: not a saved diffusers pipeline")
     if path.is_file():
-        from diffbench.single_file import check_checkpoint_file
+        from diffbench.models.single_file import check_checkpoint_file
 
         check_checkpoint_file(path)
     return str(path)
@@ -280,8 +280,8 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
 
 def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
     """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.lora_case has the modes)."""
-    from diffbench.lora import parse_lora
-    from diffbench.lora import DEFAULT_MODES, MODES, SWITCHES
+    from diffbench.models.lora import parse_lora
+    from diffbench.models.lora import DEFAULT_MODES, MODES, SWITCHES
 
     text, modes, switch = raw.get("lora"), _split(raw.get("lora_modes")), raw.get("lora_switch")
     if switch is True:  # the flag given without a list (or from Python): every scenario

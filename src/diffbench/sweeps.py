@@ -12,7 +12,7 @@ import torch
 from diffbench.case import Resolution
 from diffbench.measure.compile_watch import CompileWatch
 from diffbench.measure.timing import timed
-from diffbench.pipelines import release_memory
+from diffbench.models.pipelines import release_memory
 from diffbench.measure.scaling import fit_steps
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from diffbench.measure.quality import QualityFloor
 
 if TYPE_CHECKING:
     from diffbench.case import Case
-    from diffbench.catalog import ModelSpec
+    from diffbench.models.catalog import ModelSpec
 
 logger = logging.getLogger(__name__)
 

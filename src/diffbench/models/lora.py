@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from diffbench.errors import OptionError, UnavailableError
-from diffbench.weights import HUB_ID
+from diffbench.models.weights import HUB_ID
 
 # The attention projections, as diffusers' own LoRA training scripts target them.
 ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")

@@ -12,7 +12,7 @@ from typing import Any
 import diffusers
 import torch
 
-from diffbench.catalog import ModelSpec
+from diffbench.models.catalog import ModelSpec
 from diffbench.errors import OptionError, UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def load_local(spec: ModelSpec, path: Path, torch_dtype: torch.dtype, variant: s
         if not (path / "model_index.json").is_file():
             raise OptionError(f"--weights folder {str(path)!r} has no model_index.json: not a saved diffusers pipeline")
         return cls.from_pretrained(str(path), local_files_only=True, **_loading_kwargs(cls, torch_dtype, variant))
-    from diffbench.random_weights import materialize_config_folder
-    from diffbench.single_file import load_single_file
+    from diffbench.models.random_weights import materialize_config_folder
+    from diffbench.models.single_file import load_single_file
 
     config_folder = materialize_config_folder(spec.arch, _config_cache_dir() / spec.arch)
     return load_single_file(cls, path, config_folder, torch_dtype)
@@ -89,7 +89,7 @@ def _config_cache_dir() -> Path:
 def load_pipeline(spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str,
                   variant: str | None = None) -> Any:
     """The model's first-task pipeline on `device`, with the catalog's scheduler swapped in."""
-    from diffbench.random_weights import build_random_pipeline
+    from diffbench.models.random_weights import build_random_pipeline
 
     if weights in ("random", "tiny"):
         arch = spec.tiny_arch if weights == "tiny" else spec.arch

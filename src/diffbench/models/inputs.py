@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from diffbench.case import Resolution
 from diffbench.errors import OptionError
-from diffbench.fixture_files import fixtures_dir
+from diffbench.models.fixture_files import fixtures_dir
 
 # scikit-image's default smoothing before the gradient; larger values keep only the strongest edges.
 CANNY_SIGMA = 1.0

@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import torch
 
-from diffbench.catalog import ModelSpec
+from diffbench.models.catalog import ModelSpec
 from diffbench.measure.timing import timed
-from diffbench.weights import load_pipeline, pipeline_class
+from diffbench.models.weights import load_pipeline, pipeline_class
 
 logger = logging.getLogger(__name__)
 

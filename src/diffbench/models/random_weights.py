@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from diffbench.fixture_files import fixtures_dir
-from diffbench.tokenizers import copy_tokenizer
+from diffbench.models.fixture_files import fixtures_dir
+from diffbench.models.tokenizers import copy_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from diffbench.catalog import ModelSpec
+from diffbench.models.catalog import ModelSpec
 from diffbench.errors import OptionError, UnavailableError
-from diffbench.fixture_files import fixtures_dir
-from diffbench.random_weights import build_model_from_folder
-from diffbench.weights import HUB_ID
+from diffbench.models.fixture_files import fixtures_dir
+from diffbench.models.random_weights import build_model_from_folder
+from diffbench.models.weights import HUB_ID
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def load_from_hub(hub_id: str, torch_dtype: torch.dtype) -> Any:
     """From the user's Hugging Face cache (downloading only when online and not cached)."""
     from diffusers import ControlNetModel
 
-    from diffbench.weights import from_hub
+    from diffbench.models.weights import from_hub
 
     how_to = (f"download it with `hf download {hub_id}`, or pass --controlnet /path/to/folder, or "
               "--controlnet random for random weights")
@@ -130,7 +130,7 @@ def task_components(task: str, spec: ModelSpec, settings: Any, device: str) -> d
 def control_record(case: Any, settings: Any, run_folder: Any, load_s: float | None) -> dict[str, Any]:
     """What a controlnet case adds to its record: the ControlNet's source and load time, and the control
     image, saved into the run folder once per group."""
-    from diffbench.inputs import control_image, default_input_image
+    from diffbench.models.inputs import control_image, default_input_image
 
     name = f"{case.model}-{case.task}-{case.resolution.label}-control"
     if not (run_folder.images / f"{name}.png").is_file():

@@ -11,7 +11,7 @@ import shutil
 import string
 from pathlib import Path
 
-from diffbench.fixture_files import fixtures_dir
+from diffbench.models.fixture_files import fixtures_dir
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def copy_tokenizer(name: str, dest: Path, tokenizers_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: python -m diffbench.tokenizers [--dest DIR]."""
+    """Command line: python -m diffbench.models.tokenizers [--dest DIR]."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--dest", type=Path, default=None, help="default: <fixtures>/tokenizers")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 FIXTURES_ENV_VAR = "DIFFBENCH_FIXTURES"
-DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
+DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parents[3] / "fixtures"
 
 
 def fixtures_dir() -> Path:

@@ -1,0 +1,1 @@
+"""Models: the catalog, weights (hub | folder | random | tiny), tokenizers, inputs, pipelines, ControlNet, LoRA."""
