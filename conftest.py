@@ -12,16 +12,16 @@ from diffbench.results.history import read_run_meta
 from diffbench.interrupt import interrupt_on_sigterm
 from diffbench.errors import OptionError
 from diffbench.progress import show_progress
-from diffbench.plan import estimate, format_plan, latest_records
-from diffbench.options import add_options, raw_values
+from diffbench.config.plan import estimate, format_plan, latest_records
+from diffbench.config.options import add_options, raw_values
 from diffbench.results.records import RunFolder, read_results
 from diffbench.runner import BenchSession
-from diffbench.settings import build_settings, expand_matrix
-from diffbench.settings_record import settings_record
-from diffbench.resume import finished_cases, split_unfinished
-from diffbench.shard import split_items
+from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.settings_record import settings_record
+from diffbench.config.resume import finished_cases, split_unfinished
+from diffbench.config.shard import split_items
 from diffbench.results.summary import markdown_table
-from diffbench.writable import check_writable_folder
+from diffbench.config.writable import check_writable_folder
 
 SETTINGS = pytest.StashKey()
 MATRIX = pytest.StashKey()
@@ -73,7 +73,7 @@ def case_of(item):
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once;
     leave out the benchmark files of tasks not selected; with --shard, keep only this shard's reference
-    groups (diffbench.shard); with --resume, only the groups the earlier run did not finish (diffbench.resume)."""
+    groups (diffbench.config.shard); with --resume, only the groups the earlier run did not finish (diffbench.config.resume)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):

@@ -8,7 +8,7 @@ from typing import Any
 from diffbench.isolated_case import RoundsBenchmark
 from diffbench.results.records import RunFolder
 from diffbench.runner import BenchSession
-from diffbench.settings import build_settings
+from diffbench.config.settings import build_settings
 
 
 class RecordingBenchmark(RoundsBenchmark):

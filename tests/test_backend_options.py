@@ -6,7 +6,7 @@ from diffbench.backends.base import get_backend_class
 from diffbench.case import Case, Resolution
 from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError
-from diffbench.settings import build_settings
+from diffbench.config.settings import build_settings
 
 SDXL_CASE = Case("sdxl", "t2i", Resolution(1024, 1024), "compile")
 

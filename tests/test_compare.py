@@ -153,8 +153,8 @@ def test_a_large_change_too_few_rounds_can_decide_is_inconclusive_and_fails(tiny
 
 
 def test_the_default_rounds_decide_past_one_stray_round(tiny_run, capsys, tmp_path):
-    from diffbench.options import DEFAULT_ROUNDS
-    from diffbench.settings import RunSettings, build_settings
+    from diffbench.config.options import DEFAULT_ROUNDS
+    from diffbench.config.settings import RunSettings, build_settings
 
     assert RunSettings().rounds == build_settings({"models": "tiny-sdxl"}).rounds == DEFAULT_ROUNDS == 6
     edit_base, edit_new = one_slow_round(DEFAULT_ROUNDS)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 

@@ -3,7 +3,7 @@
 import torch
 
 from diffbench.measure.compile_watch import CompileWatch
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 

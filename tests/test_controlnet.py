@@ -18,7 +18,7 @@ from diffbench.errors import OptionError
 from diffbench.models.inputs import canny_edges, control_image, default_input_image
 from diffbench.models.pipelines import share_components
 from diffbench.models.random_weights import build_random_pipeline
-from diffbench.settings import build_settings, expand_matrix
+from diffbench.config.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 import support.faulty_backends  # noqa: F401  (registers the test-* backends)
 from diffbench.isolation import call_in_child, describe_exit
 from diffbench.results.records import read_results
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 

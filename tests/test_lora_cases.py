@@ -9,7 +9,7 @@ from diffbench.errors import OptionError
 from diffbench.models.lora import lora_layer_count, random_lora_state_dict
 from diffbench.measure.quality import compare
 from diffbench.models.random_weights import build_random_pipeline
-from diffbench.settings import build_settings, expand_matrix
+from diffbench.config.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
 from test_cli_pytest import run_pytest
 

@@ -15,7 +15,7 @@ from diffbench.case import Case, Resolution
 from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.models.pipelines import shallow_copy
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 LOSSY = ("int8", "fp8", "int8-compile", "fp8-compile", "deepcache", "pab", "taylorseer", "magcache")
@@ -195,7 +195,7 @@ def test_quantized_compile_gives_torchao_inductor_options_to_its_own_compile_onl
 
 
 def make_session_options(**raw):
-    from diffbench.settings import build_settings
+    from diffbench.config.settings import build_settings
 
     return build_settings({"models": "tiny-sdxl", "backends": "compile,int8-compile", **raw}).backend_options
 

@@ -4,7 +4,7 @@ import pytest
 
 from diffbench.case import Case, Resolution
 from diffbench.errors import OptionError
-from diffbench.settings import build_settings, expand_matrix
+from diffbench.config.settings import build_settings, expand_matrix
 
 
 def ids(**raw):

@@ -6,7 +6,7 @@ import pytest
 from diffbench.backends.base import get_backend_class
 from diffbench.models.catalog import MODELS
 from diffbench.case import Case, Resolution
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 

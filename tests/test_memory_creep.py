@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 EAGER_DYNAMO = json.dumps({"backend": "eager"})

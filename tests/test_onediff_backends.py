@@ -15,7 +15,7 @@ from packaging.version import Version
 from diffbench.backends.base import get_backend_class, registry
 from diffbench.backends.onediff import SEED_NEXFORT_OPTIONS, explain_failure
 from diffbench.errors import OptionError
-from diffbench.settings import build_settings
+from diffbench.config.settings import build_settings
 
 # nexfort 0.1.dev330's pin, unless this is the pinned environment itself (.ci/onediff-env runs these too).
 OTHER_TORCH = "2.4.0+cu121" if torch.__version__ != "2.4.0+cu121" else "2.5.1+cu124"

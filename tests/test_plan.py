@@ -2,8 +2,8 @@
 
 import json
 
-from diffbench.plan import estimate, format_plan, latest_records
-from diffbench.settings import build_settings, expand_matrix
+from diffbench.config.plan import estimate, format_plan, latest_records
+from diffbench.config.settings import build_settings, expand_matrix
 from test_cli_pytest import run_pytest
 
 

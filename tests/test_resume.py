@@ -11,7 +11,7 @@ import pytest
 
 from diffbench.errors import OptionError
 from diffbench.results.records import read_results
-from diffbench.resume import check_resume_folder, finished_cases
+from diffbench.config.resume import check_resume_folder, finished_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECTION = ["-k", "tiny-sdxl and eager", "--steps", "2", "--rounds", "1", "--prompts", "1"]
@@ -51,7 +51,7 @@ def test_a_killed_run_keeps_its_records_and_resume_runs_only_the_rest(tmp_path):
 
 def test_an_unfinished_case_reruns_its_whole_group(tmp_path):
     from diffbench.case import Case, Resolution
-    from diffbench.resume import split_unfinished
+    from diffbench.config.resume import split_unfinished
 
     cases = [Case("tiny-sdxl", task, Resolution(128, 128), backend)
              for task in ("t2i", "i2i") for backend in ("eager", "compile")]

@@ -12,7 +12,7 @@ from diffbench.measure.quality import QualityFloor
 from diffbench.errors import CaseFailure, QualityError
 from diffbench.measure.quality import assess
 from diffbench.results.records import RECORD_KEYS, read_results
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 EAGER_DYNAMO = json.dumps({"backend": "eager"})  # torch.compile's graph capture without inductor: fast

@@ -70,7 +70,7 @@ def test_the_matmul_ceiling_is_a_positive_rate():
 def test_roofline_records_the_same_flops_for_eager_and_compile_and_fewer_for_deepcache(tmp_path):
     """--roofline: FLOPs counted once per group on eager (compile computes the same), a cache counts
     what it runs; achieved TFLOP/s = FLOPs per denoiser call x it/s, over the measured matmul ceiling."""
-    from diffbench.settings import expand_matrix
+    from diffbench.config.settings import expand_matrix
     from helpers import RecordingBenchmark, make_session
 
     pytest.importorskip("DeepCache")

@@ -17,8 +17,8 @@ from diffbench.cli import main
 from diffbench.errors import OptionError
 from diffbench.results.history import load_run
 from diffbench.results.records import RunFolder, new_record
-from diffbench.settings import build_settings, expand_matrix
-from diffbench.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
+from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from diffbench.case import Case, Resolution
 from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.results.records import read_results
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from diffbench.models.weights import load_from_hub
 from helpers import RecordingBenchmark, make_session
 

@@ -5,7 +5,7 @@ import torch
 
 from diffbench.backends.base import Backend, register
 from diffbench.errors import OptionError
-from diffbench.settings import build_settings, expand_matrix
+from diffbench.config.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 EAGER_DYNAMO = '{"backend": "eager"}'

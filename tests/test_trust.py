@@ -21,7 +21,7 @@ from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.measure.rounds import Rounds, timing_summary
 from diffbench.results.schema import FIELD, speedup_text
 from diffbench.selfcheck import compare_rounds
-from diffbench.settings import build_settings, expand_matrix
+from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.measure.stages import StageTimer
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 

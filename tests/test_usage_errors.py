@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from diffbench.errors import OptionError
-from diffbench.options import OPTIONS, dest
-from diffbench.settings import build_settings
+from diffbench.config.options import OPTIONS, dest
+from diffbench.config.settings import build_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import torch
 from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError
 from diffbench.models.random_weights import build_random_pipeline
-from diffbench.settings import expand_matrix
+from diffbench.config.settings import expand_matrix
 from diffbench.models.weights import load_pipeline
 from helpers import RecordingBenchmark, make_session
 from support.ldm_checkpoint import save_sdxl_single_file

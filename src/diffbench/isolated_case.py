@@ -13,7 +13,7 @@ import numpy as np
 from diffbench.case import Case
 
 if TYPE_CHECKING:
-    from diffbench.settings import RunSettings
+    from diffbench.config.settings import RunSettings
 
 
 @dataclass

@@ -33,7 +33,7 @@ from diffbench.roofline import Roofline
 from diffbench.measure.rounds import Rounds, one_round, timing_summary
 from diffbench.isolated_case import Reference
 from diffbench.runner_children import ChildMeasurement
-from diffbench.settings import RunSettings
+from diffbench.config.settings import RunSettings
 from diffbench.sweeps import batch_sweep, resolution_sweep, steps_sweep
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 

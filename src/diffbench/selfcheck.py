@@ -117,7 +117,7 @@ def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     from diffbench.results.records import RunFolder
     from diffbench.measure.rounds import Rounds, one_round
     from diffbench.runner import BenchSession
-    from diffbench.settings import build_settings, expand_matrix
+    from diffbench.config.settings import build_settings, expand_matrix
     from diffbench.measure.telemetry import DeviceTelemetry
 
     settings = build_settings({

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from diffbench.case import Case
 from diffbench.results.history import HistoryError, load_run
-from diffbench.settings import RunSettings
+from diffbench.config.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 # round is ordered (one slow BASE round hid a 3x slowdown at p = 0.35).
 DEFAULT_ROUNDS = 6
 
-# (flag, type, help). Values stay strings/ints here; diffbench.settings validates them all at once.
+# (flag, type, help). Values stay strings/ints here; diffbench.config.settings validates them all at once.
 OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("--models", str, "comma-separated models (default: all); see `diffbench models`"),
     ("--tasks", str, "comma-separated tasks: t2i (text-to-image), i2i (image-to-image), controlnet (SDXL family: "

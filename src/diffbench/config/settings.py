@@ -17,9 +17,9 @@ from diffbench.models.catalog import MODELS, ModelSpec, get_model
 from diffbench.models.controlnet import RANDOM, parse_controlnet_source
 from diffbench.errors import OptionError
 from diffbench.models.lora import LoraSpec
-from diffbench.options import DEFAULT_ROUNDS
-from diffbench.resume import check_resume_folder
-from diffbench.shard import Shard, parse_shard
+from diffbench.config.options import DEFAULT_ROUNDS
+from diffbench.config.resume import check_resume_folder
+from diffbench.config.shard import Shard, parse_shard
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
