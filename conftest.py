@@ -9,13 +9,13 @@ import pytest
 from diffbench.case import Case
 from diffbench.results.environment import git_commit, stack_info
 from diffbench.results.history import read_run_meta
-from diffbench.interrupt import interrupt_on_sigterm
+from diffbench.run.interrupt import interrupt_on_sigterm
 from diffbench.errors import OptionError
-from diffbench.progress import show_progress
+from diffbench.run.progress import show_progress
 from diffbench.config.plan import estimate, format_plan, latest_records
 from diffbench.config.options import add_options, raw_values
 from diffbench.results.records import RunFolder, read_results
-from diffbench.runner import BenchSession
+from diffbench.run.session import BenchSession
 from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.config.settings_record import settings_record
 from diffbench.config.resume import finished_cases, split_unfinished

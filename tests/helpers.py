@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffbench.isolated_case import RoundsBenchmark
+from diffbench.run.isolated_case import RoundsBenchmark
 from diffbench.results.records import RunFolder
-from diffbench.runner import BenchSession
+from diffbench.run.session import BenchSession
 from diffbench.config.settings import build_settings
 
 

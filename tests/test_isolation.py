@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import support.faulty_backends  # noqa: F401  (registers the test-* backends)
-from diffbench.isolation import call_in_child, describe_exit
+from diffbench.run.isolation import call_in_child, describe_exit
 from diffbench.results.records import read_results
 from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session

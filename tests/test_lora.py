@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.models.lora import LoraSpec, add_random_lora, lora_layer_count, parse_lora, random_like, random_lora_state_dict
-from diffbench.lora_case import adapter_in
+from diffbench.run.lora_case import adapter_in
 from diffbench.measure.quality import compare
 from diffbench.models.random_weights import build_random_pipeline
 

@@ -148,7 +148,7 @@ def test_an_interrupted_switch_keeps_the_finished_ones_and_records_the_one_under
 
     import numpy as np
 
-    from diffbench import lora_switch
+    from diffbench.run import lora_switch
     from diffbench.measure.quality import QualityFloor
 
     done = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from diffbench.progress import heartbeat
+from diffbench.run.progress import heartbeat
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tiny-sdxl-t2i-128"
@@ -65,7 +65,7 @@ def test_run_json_settings_are_json_a_script_can_read(run):
 
 
 def test_a_long_warmup_says_it_is_alive_until_it_ends(caplog):
-    caplog.set_level(logging.INFO, logger="diffbench.progress")
+    caplog.set_level(logging.INFO, logger="diffbench.run.progress")
     with heartbeat("sdxl-t2i-1024-compile", compiling=True, interval_s=0.05):
         time.sleep(0.32)
     beats = [record.getMessage() for record in caplog.records]

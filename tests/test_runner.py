@@ -286,7 +286,7 @@ def test_settled_compares_the_last_two_calls_relative_to_the_faster():
 def test_warmup_goes_on_until_two_calls_agree_then_times(tmp_path, monkeypatch):
     """A fresh process's first calls are slow (3.64, 0.93, 0.83, 0.89 s on an H100 for eager SDXL): with the default
     --max-warmups the case warms up until two calls agree within 10%; --max-warmups 1 keeps one warmup."""
-    from diffbench import runner
+    from diffbench.run import session as runner
     from diffbench.measure import rounds
 
     real_timed, script = runner.timed, []

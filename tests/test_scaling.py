@@ -91,7 +91,7 @@ def test_no_utilisation_against_the_wrong_ceiling_for_fp8_or_int8_matmuls():
     import types
 
     from diffbench.measure.flops import PipelineFlops
-    from diffbench.roofline import Roofline
+    from diffbench.run.roofline import Roofline
 
     flops = PipelineFlops(total=5e12, denoiser=4e12, denoiser_calls=10, vae_decode=0.5e12)
     fields = Roofline("cpu").record(flops, types.SimpleNamespace(matmul_dtype="float8_e4m3fn"), torch.float16,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffbench import runner
+from diffbench.run import session as runner
 from diffbench.measure import pairing
 from diffbench.measure import rounds as rounds_module
 from diffbench.measure.compile_watch import CompileActivity
@@ -20,7 +20,7 @@ from diffbench.errors import OptionError
 from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.measure.rounds import Rounds, timing_summary
 from diffbench.results.schema import FIELD, speedup_text
-from diffbench.selfcheck import compare_rounds
+from diffbench.run.selfcheck import compare_rounds
 from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.measure.stages import StageTimer
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe

@@ -12,7 +12,7 @@ from pathlib import Path
 from diffbench.backends.base import registry
 from diffbench.models.catalog import MODELS
 from diffbench.results.environment import stack_info
-from diffbench.selfcheck import add_selfcheck_command
+from diffbench.run.selfcheck import add_selfcheck_command
 
 
 def show_models(_: argparse.Namespace) -> int:
@@ -260,7 +260,7 @@ def add_merge_command(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from diffbench.third_party_logs import quiet_known_noise
+    from diffbench.run.third_party_logs import quiet_known_noise
 
     undo = quiet_known_noise()  # before the backends import torchao
     try:

@@ -279,7 +279,7 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
 
 
 def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
-    """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.lora_case has the modes)."""
+    """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.run.lora_case has the modes)."""
     from diffbench.models.lora import parse_lora
     from diffbench.models.lora import DEFAULT_MODES, MODES, SWITCHES
 

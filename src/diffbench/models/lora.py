@@ -18,9 +18,9 @@ ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 B_STD = 0.02  # lora_B's spread: a visible change to the image that does not swamp the weights
 LORA_FORMS = ("random:RANK (e.g. random:64)", "a local .safetensors file or a folder holding one",
               "a Hugging Face hub id such as latent-consistency/lcm-lora-sdxl")
-MODES = ("unfused", "fused", "hotswap")  # --lora-modes (diffbench.lora_case applies them)
+MODES = ("unfused", "fused", "hotswap")  # --lora-modes (diffbench.run.lora_case applies them)
 DEFAULT_MODES = ("unfused", "fused")
-SWITCHES = ("swap", "scale", "unload")  # --lora-switch's scenarios, in their default order (diffbench.lora_switch)
+SWITCHES = ("swap", "scale", "unload")  # --lora-switch's scenarios, in their default order (diffbench.run.lora_switch)
 PEFT_HINT = "LoRA cases need peft: pip install peft (or the 'lora' extra: pip install -e '.[lora]')"
 
 

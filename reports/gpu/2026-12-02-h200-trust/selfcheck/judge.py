@@ -1,6 +1,6 @@
 """Judge committed selfcheck rounds with the committed code: python /tmp/recompute.py FOLDER"""
 import json, sys
-from diffbench.selfcheck import compare_rounds, render
+from diffbench.run.selfcheck import compare_rounds, render
 folder = sys.argv[1]
 texts = []
 for name in ("selfcheck-eager.json", "selfcheck-compile.json"):

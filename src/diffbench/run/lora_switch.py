@@ -12,7 +12,7 @@ import numpy as np
 from diffbench.measure.quality import QualityFloor
 from diffbench.measure.compile_watch import CompileWatch
 from diffbench.models.lora import random_like, random_lora_state_dict
-from diffbench.lora_case import ActiveAdapter
+from diffbench.run.lora_case import ActiveAdapter
 from diffbench.models.lora import SWITCHES
 from diffbench.measure.timing import timed
 from diffbench.measure.quality import assess

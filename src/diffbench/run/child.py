@@ -1,5 +1,5 @@
-"""The child process's side of an isolated case (diffbench.isolation calls `measure_in_child` by name):
-a fresh BenchSession measures the case exactly as in-process and sends back what diffbench.isolated_case holds."""
+"""The child process's side of an isolated case (diffbench.run.isolation calls `measure_in_child` by name):
+a fresh BenchSession measures the case exactly as in-process and sends back what diffbench.run.isolated_case holds."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 from typing import Any
 
 from diffbench.models.catalog import MODELS
-from diffbench.isolated_case import CaseRequest, Reference, RoundsBenchmark
+from diffbench.run.isolated_case import CaseRequest, Reference, RoundsBenchmark
 from diffbench.results.records import RunFolder
-from diffbench.runner import BenchSession
+from diffbench.run.session import BenchSession
 
 
 def measure_in_child(request: CaseRequest) -> dict[str, Any]:

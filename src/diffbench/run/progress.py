@@ -24,7 +24,7 @@ class TerminalLines(logging.Handler):
         self.reporter, self.capture = reporter, capture
         self.setFormatter(logging.Formatter("diffbench: %(message)s"))
         # An isolated child's every output line is logged at INFO: it stays in logs/<case>.log.
-        self.addFilter(lambda record: not record.name.startswith("diffbench.isolation"))
+        self.addFilter(lambda record: not record.name.startswith("diffbench.run.isolation"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

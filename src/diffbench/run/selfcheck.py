@@ -116,7 +116,7 @@ def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     from diffbench.models.pipelines import shallow_copy
     from diffbench.results.records import RunFolder
     from diffbench.measure.rounds import Rounds, one_round
-    from diffbench.runner import BenchSession
+    from diffbench.run.session import BenchSession
     from diffbench.config.settings import build_settings, expand_matrix
     from diffbench.measure.telemetry import DeviceTelemetry
 

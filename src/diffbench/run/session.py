@@ -21,20 +21,20 @@ from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.measure.flops import PipelineFlops
 from diffbench.models.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
 from diffbench.models.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
-from diffbench.lora_case import ActiveAdapter, adapter_in, uncompiled_view
-from diffbench.lora_switch import is_compiled, measure_switching
+from diffbench.run.lora_case import ActiveAdapter, adapter_in, uncompiled_view
+from diffbench.run.lora_switch import is_compiled, measure_switching
 from diffbench.measure.timing import SETTLE_TOLERANCE, settled, allocated_gib, timed
 from diffbench.measure.pairing import paired_speedup, unpaired_speedup
-from diffbench.progress import heartbeat
+from diffbench.run.progress import heartbeat
 from diffbench.models.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.measure.quality import QualityResult, assess
 from diffbench.results.records import RunFolder, json_safe, new_record
-from diffbench.roofline import Roofline
+from diffbench.run.roofline import Roofline
 from diffbench.measure.rounds import Rounds, one_round, timing_summary
-from diffbench.isolated_case import Reference
-from diffbench.runner_children import ChildMeasurement
+from diffbench.run.isolated_case import Reference
+from diffbench.run.children import ChildMeasurement
 from diffbench.config.settings import RunSettings
-from diffbench.sweeps import batch_sweep, resolution_sweep, steps_sweep
+from diffbench.run.sweeps import batch_sweep, resolution_sweep, steps_sweep
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class BenchSession(ChildMeasurement):
             failure = (QualityError(str(error)) if isinstance(error, QualityError)
                        else CaseFailure(f"{case.id}: {record['message']}"))
         finally:
-            if record["status"] == "running":  # Ctrl-C, or SIGTERM (diffbench.interrupt)
+            if record["status"] == "running":  # Ctrl-C, or SIGTERM (diffbench.run.interrupt)
                 record.update(status="interrupted", message=f"interrupted after {time.perf_counter() - started:.1f} s, "
                               "before the case finished (Ctrl-C or SIGTERM, e.g. a time limit)")
             self._finish_case(case, record, benchmark)

@@ -1,6 +1,6 @@
 """What crosses the process boundary when a case is measured in a child process (`--isolate`, or a
 backend that can kill the interpreter): the request, the eager references, and the stand-in fixture.
-The child (diffbench.child_case) builds, warms up, times and checks quality exactly as in-process and
+The child (diffbench.run.child) builds, warms up, times and checks quality exactly as in-process and
 sends back the record, its raw round times and the eager images; this module imports nothing of the session."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Measuring a case in child processes (`--isolate`, `--case-timeout`, `--compile-cache-check`): the part
-of the runner's BenchSession that talks to diffbench.isolation."""
+of the runner's BenchSession that talks to diffbench.run.isolation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from diffbench.case import Case
 from diffbench.models.catalog import ModelSpec
 from diffbench.errors import CaseFailure, UnavailableError
-from diffbench.isolated_case import CaseRequest, Reference, replay_rounds
-from diffbench.isolation import call_in_child
+from diffbench.run.isolated_case import CaseRequest, Reference, replay_rounds
+from diffbench.run.isolation import call_in_child
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class ChildMeasurement:
         env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton")}
         try:
             self._measure_isolated(case, spec, record, benchmark, env)
-            warm = call_in_child("diffbench.child_case:measure_in_child", self._case_request(case),
+            warm = call_in_child("diffbench.run.child:measure_in_child", self._case_request(case),
                                  timeout_s=self.settings.case_timeout_s, label=f"{case.id} (warm cache)", env=env,
                                  log_path=self.run_folder.path / "logs" / f"{case.id}-warm-cache.log")
             if warm.ok and warm.value["record"].get("warmup_s") is not None:
@@ -59,7 +59,7 @@ class ChildMeasurement:
         record["child_log"] = str(log_path.relative_to(self.run_folder.path))
         logger.info("%s: measured in a child process (timeout %g s), output in %s", case.id,
                     self.settings.case_timeout_s, log_path)
-        child = call_in_child("diffbench.child_case:measure_in_child", request,
+        child = call_in_child("diffbench.run.child:measure_in_child", request,
                               timeout_s=self.settings.case_timeout_s, log_path=log_path, label=case.id, env=env)
         if not child.ok:
             message = f"isolated case: {child.error}"

@@ -1,7 +1,7 @@
 """Calling a function in a child process, so that a crash, a hang or a leak there becomes a
 recorded failure with the child's last output, and the parent goes on.
 
-The child is a fresh interpreter (`python -m diffbench.isolation REQUEST RESULT`), not a fork: a
+The child is a fresh interpreter (`python -m diffbench.run.isolation REQUEST RESULT`), not a fork: a
 forked CUDA context is unusable, and a fresh process frees every byte of GPU memory when it ends.
 The request and the result travel as pickle files; the child's stdout and stderr (C libraries'
 output included, e.g. nexfort's "Key is empty." before it exits) go to a log file that is kept.
@@ -115,7 +115,7 @@ def call_in_child(target: str, argument: Any, *, timeout_s: float, log_path: Pat
         follower = _LogFollower(log_path, label)
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "diffbench.isolation", str(request), str(result)],
+                [sys.executable, "-m", "diffbench.run.isolation", str(request), str(result)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             )
