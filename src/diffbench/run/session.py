@@ -359,8 +359,8 @@ class BenchSession(ChildMeasurement):
         record.update(timing_summary(rounds), **timed_watch.activity.as_record("timed"), **host.record(),
                       **telemetry.summary("backend", images))
         if record.get("contended"):
-            logger.warning("%s: other processes used %.0f%% of the cores during the timed rounds: its times are "
-                           "not this machine's alone", case.id, 100 * (record.get("host_other_cpu") or 0))
+            logger.warning("%s: contended, other processes used %.0f%% of the cores in the timed rounds", case.id,
+                           100 * (record.get("host_other_cpu") or 0))  # one terminal line (120 columns)
         if partner is not None:
             record.update(paired_speedup(eager_rounds.seconds, rounds.seconds), eager_paired_e2e_s=statistics.median(
                 eager_rounds.seconds), eager_paired_rounds_s=eager_rounds.seconds,
