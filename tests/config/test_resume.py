@@ -13,7 +13,7 @@ from diffbench.errors import OptionError
 from diffbench.results.records import read_results
 from diffbench.config.resume import check_resume_folder, finished_cases
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SELECTION = ["-k", "tiny-sdxl and eager", "--steps", "2", "--rounds", "1", "--prompts", "1"]
 
 

@@ -14,7 +14,7 @@ from diffbench.errors import OptionError
 from diffbench.config.options import OPTIONS, dest
 from diffbench.config.settings import build_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(*args: str) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from diffbench.report.build import run_labels
 from diffbench.results.schema import speedup_text
 from diffbench.report.grid import MISSING_FILL, fit_image, image_box
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 256
 TINY = "tiny-sdxl-t2i-128"
 SKIPPED = "sdxl-t2i-512-eager"  # a full-size case: skipped on a machine without a CUDA GPU

@@ -20,7 +20,7 @@ from diffbench.results.records import RunFolder, new_record
 from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.config.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def full_matrix() -> list[Case]:

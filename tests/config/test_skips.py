@@ -45,7 +45,7 @@ def test_tiny_model_and_explicit_cpu_are_not_skipped(tmp_path):
 
 def test_cuda_requested_without_cuda(tmp_path):
     with pytest.raises(OptionError, match="--device cuda: torch .* sees no CUDA GPU here; use --device cpu"):
-        make_session(tmp_path, device="cuda")  # a usage error now (tests/test_usage_errors.py) ...
+        make_session(tmp_path, device="cuda")  # a usage error now (tests/config/test_usage_errors.py) ...
     session = make_session(tmp_path)
     session.device = "cuda"  # ... and the runner's own check stays as a fallback
     assert "--device cuda, but torch" in session.skip_reason(case("tiny-sdxl"), MODELS["tiny-sdxl"])

@@ -16,7 +16,7 @@ from diffbench.results.compare import parse_thresholds
 from diffbench.errors import OptionError
 from diffbench.results.noise import higher_beyond_noise, p_value_higher
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CASE = "tiny-sdxl-t2i-128-eager"
 
 

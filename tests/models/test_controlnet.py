@@ -21,7 +21,7 @@ from diffbench.models.random_weights import build_random_pipeline
 from diffbench.config.settings import build_settings, expand_matrix
 from helpers import RecordingBenchmark, make_session
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EAGER_DYNAMO = json.dumps({"backend": "eager"})  # torch.compile's graph capture without inductor: fast
 FAST = {"tasks": "controlnet", "rounds": 1, "prompts": 1, "steps": 2, "resolutions": "64"}
 
