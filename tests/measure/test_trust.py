@@ -20,6 +20,7 @@ from diffbench.errors import OptionError
 from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.measure.rounds import Rounds, timing_summary
 from diffbench.results.schema import FIELD, speedup_text
+from diffbench.run.round_checks import check_warmup_plateau
 from diffbench.run.selfcheck import compare_rounds
 from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.measure.stages import StageTimer
@@ -199,10 +200,10 @@ def test_warmup_settled_on_a_slow_plateau_is_not_settled(tmp_path):
     session = make_session(tmp_path)
     case = expand_matrix(session.settings)[0]
     record = {"warmup_settled": True, "warmup_rounds_s": [9.0, 8.8, 8.8], "e2e_s": 1.9}
-    session._check_warmup_plateau(case, record)
+    check_warmup_plateau(case, record)
     assert record["warmup_settled"] is False and "slow plateau" in record["warmup_note"]
     steady = {"warmup_settled": True, "warmup_rounds_s": [2.0, 1.95], "e2e_s": 1.9}
-    session._check_warmup_plateau(case, steady)
+    check_warmup_plateau(case, steady)
     assert steady["warmup_settled"] is True and "warmup_note" not in steady
 
 

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from diffbench.models.catalog import MODELS
+from diffbench.run.outcomes import outcome
 from diffbench.run.isolated_case import CaseRequest, Reference, RoundsBenchmark
 from diffbench.results.records import RunFolder
 from diffbench.run.session import BenchSession
@@ -25,7 +26,7 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
         session.measure(case, spec, record, RoundsBenchmark())
     except Exception as error:  # every outcome goes back to the parent in the record
         if record["status"] == "running":  # a QualityError has already recorded its floor
-            record.update(session.outcome(case, error))
+            record.update(outcome(session.backends[case.backend], error))
     reference = session.references.get(case.reference_key)
     if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # --compile-cache-check: which folder this child compiled into
         record["inductor_cache_dir"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]

@@ -14,46 +14,35 @@ import torch
 
 from diffbench.backends.base import Backend, get_backend_class, unpark
 from diffbench.measure.boundness import classify, gpu_activity
-from diffbench.case import Case, Resolution
+from diffbench.case import Case
 from diffbench.models.catalog import MODELS, ModelSpec
-from diffbench.measure.compile_watch import CompileActivity, CompileWatch
+from diffbench.measure.compile_watch import CompileWatch
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.measure.flops import PipelineFlops
 from diffbench.models.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
-from diffbench.models.inputs import control_image, default_input_image, load_input_image, prompt_seed_pairs
+from diffbench.models.inputs import prompt_seed_pairs
 from diffbench.run.lora_case import ActiveAdapter, adapter_in, uncompiled_view
 from diffbench.run.lora_switch import is_compiled, measure_switching
-from diffbench.measure.timing import SETTLE_TOLERANCE, settled, allocated_gib, timed
-from diffbench.measure.pairing import paired_speedup, unpaired_speedup
+from diffbench.measure.timing import settled, allocated_gib, timed
+from diffbench.measure.pairing import paired_speedup
 from diffbench.run.progress import heartbeat
 from diffbench.models.pipelines import PipelineCache, release_memory, shallow_copy
-from diffbench.measure.quality import QualityResult, assess
 from diffbench.results.records import RunFolder, json_safe, new_record
 from diffbench.run.roofline import Roofline
 from diffbench.measure.rounds import Rounds, one_round, timing_summary
 from diffbench.run.isolated_case import Reference
 from diffbench.run.children import ChildMeasurement
 from diffbench.config.settings import RunSettings
-from diffbench.run.sweeps import batch_sweep, resolution_sweep, steps_sweep
-from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
+from diffbench.run.caller import case_caller
+from diffbench.run.eager_pairing import pairing_partner, time_eager_after
+from diffbench.run.outcomes import images_of, outcome, quality_against_eager, skip_reason
+from diffbench.run.round_checks import check_warmup_plateau, count_syncs, warn_about_compiles_in_timed_rounds
+from diffbench.run.sweeps import run_sweeps
+from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, launch_probe
 
 logger = logging.getLogger(__name__)
 
 MEMORY_CREEP_TOLERANCE_GIB = 0.0625  # allocator granularity and cuBLAS/cuDNN workspaces, not models
-
-
-def _warn_about_compiles_in_timed_rounds(case: Case, activity: CompileActivity) -> None:
-    """A compile inside the timed rounds, or torch giving up compiling, changes what the E2E figure means."""
-    if activity.graphs:
-        logger.warning("%s: %d graph(s) compiled during the timed rounds: the E2E times include compilation "
-                       "(a recompile after warmup)", case.id, activity.graphs)
-    for message in activity.limit_messages:
-        logger.warning("%s: %s: from here torch runs that function eagerly, so this case no longer measures "
-                       "the compiled code", case.id, message)
-
-
-def _images(batch: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(image) for image in batch]
 
 
 class BenchSession(ChildMeasurement):
@@ -91,19 +80,8 @@ class BenchSession(ChildMeasurement):
         return report
 
     def skip_reason(self, case: Case, spec: ModelSpec) -> str | None:
-        """Why `case` cannot run here, precisely enough to act on; None if it can."""
-        cuda = torch.cuda.is_available()
-        if self.device.startswith("cuda") and not cuda:
-            return f"--device {self.device}, but torch {torch.__version__} sees no CUDA GPU"
-        if self.settings.weights_for(spec) != "tiny" and not self.device.startswith("cuda"):
-            return (
-                f"no supported GPU: {spec.name} is a full-size model and needs a CUDA GPU "
-                f"(torch {torch.__version__} sees none); the tiny-* models run on the CPU, "
-                "or force the CPU with --device cpu"
-            ) if self.settings.device == "auto" else None
-        backend = self.backends[case.backend]
-        return (backend.unavailable_reason(self.device) or backend.unsupported_reason(case, spec, self.device)
-                or (backend.lora_unsupported_reason(case.lora_mode) if case.lora else None))
+        """Why `case` cannot run here, precisely enough to act on; None if it can (diffbench.run.outcomes)."""
+        return skip_reason(self.settings, self.device, self.backends[case.backend], case, spec)
 
     def start_record(self, case: Case, spec: ModelSpec) -> dict[str, Any]:
         dtype = self.settings.torch_dtype(spec, self.device)
@@ -132,15 +110,15 @@ class BenchSession(ChildMeasurement):
             else:
                 self.measure(case, spec, record, benchmark)
         except UnavailableError as error:
-            record.update(self.outcome(case, error))
+            record.update(outcome(self.backends[case.backend], error))
             pytest.skip(str(error))
         except torch.cuda.OutOfMemoryError as error:
             # A result, as the seeds' "OOM" rows: recorded, and not re-raised from here, so the
             # traceback (which holds the case's tensors) is gone before the memory is released below.
-            record.update(self.outcome(case, error))
+            record.update(outcome(self.backends[case.backend], error))
         except Exception as error:
             if record["status"] == "running":  # a QualityError has already recorded its floor
-                record.update(self.outcome(case, error))
+                record.update(outcome(self.backends[case.backend], error))
             # Raised again below without its traceback, whose frames hold the case's pipeline: pytest
             # keeps the last failure (sys.last_traceback), which would keep that memory allocated.
             logger.error("%s failed:\n%s", case.id, "".join(traceback.format_exception(error)))
@@ -158,18 +136,6 @@ class BenchSession(ChildMeasurement):
                         pytrace=False)
         return record
 
-    def outcome(self, case: Case, error: Exception) -> dict[str, str]:
-        """The status and message an exception ends `case` with, here or in an isolated child: a
-        skip, an out-of-memory result, or a failure led by the backend's explanation of it."""
-        if isinstance(error, UnavailableError):
-            return {"status": "skipped", "message": str(error)}
-        if isinstance(error, torch.cuda.OutOfMemoryError):
-            return {"status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
-        explanation = self.backends[case.backend].explain(str(error))
-        # The explanation first: compilers' own messages can run to pages.
-        return {"status": "failed",
-                "message": (f"{explanation} " if explanation else "") + f"{type(error).__name__}: {error}"}
-
     def _finish_case(self, case: Case, record: dict[str, Any], benchmark: Any) -> None:
         self.run_folder.append(record)
         benchmark.extra_info.update(json_safe(record))
@@ -177,35 +143,9 @@ class BenchSession(ChildMeasurement):
             torch._dynamo.reset()  # drop compiled graphs (and the module copies they hold)
         release_memory()
 
-    def _caller(self, pipe: Any, spec: ModelSpec, case: Case, steps: int | None = None,
-                resolution: Resolution | None = None, batch: int | None = None) -> Callable[..., np.ndarray]:
-        """A function (prompt, seed, callback=None) -> images (B x H x W x C floats in [0, 1]); steps,
-        resolution and batch default to the case's (the sweeps change one of them)."""
-        settings = self.settings
-        size = resolution or case.resolution
-        fixed: dict[str, Any] = dict(spec.call_kwargs.get(case.task, {}))
-        fixed.update(num_inference_steps=steps or settings.steps_for(spec), num_images_per_prompt=batch or settings.batch,
-                     output_type="np")
-        input_image = settings.input_image or default_input_image()
-        if case.task == "i2i":
-            fixed["image"] = load_input_image(input_image, size)
-        else:
-            fixed.update(height=size.height, width=size.width)
-        if case.task == CONTROLNET_TASK:
-            fixed["image"] = control_image(settings.control_image, input_image, size)
-
-        generator_device = self.generator_device
-
-        def call(prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray:
-            # On the case's device by default: a CPU generator makes ancestral and SDE schedulers draw each
-            # step's noise on the host and copy it over with a blocking copy (a host sync every step).
-            generator = torch.Generator(generator_device).manual_seed(seed)
-            torch.manual_seed(seed)  # for schedulers that draw from the global RNG (DPM++ SDE's Brownian tree)
-            extra = {"callback_on_step_end": callback} if callback else {}
-            return pipe(prompt=prompt, generator=generator, **fixed, **extra).images
-
-        call.arguments = fixed  # type: ignore[attr-defined]  # what `diffbench selfcheck`'s bare loop passes too
-        return call
+    def _caller(self, pipe: Any, spec: ModelSpec, case: Case, **change: Any) -> Callable[..., np.ndarray]:
+        """This case's call on `pipe` (diffbench.run.caller); `change` sets steps, resolution or batch (sweeps)."""
+        return case_caller(self.settings, self.generator_device, pipe, spec, case, **change)
 
     def measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
         settings = self.settings
@@ -241,25 +181,9 @@ class BenchSession(ChildMeasurement):
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
         if record.get("pairing") is None and record["status"] == "ok" and case.backend != "eager":
-            self._time_eager_after(case, spec, base, pairs[0], record)
-
-    def _time_eager_after(self, case: Case, spec: ModelSpec, base: Any, pair: tuple[str, int],
-                          record: dict[str, Any]) -> None:
-        """The speedup of a case that could not alternate with eager: eager's rounds from its own case (or,
-        without one, timed now), with eager timed again now, after the backend, so host drift is flagged."""
-        reference = self.references.get(case.reference_key)
-        before = reference.rounds_s if reference is not None and reference.rounds_s else None
-        if self.settings.pairing == "off":
-            record["pairing"] = "off"
-            return
-        eager_pipe = shallow_copy(base)
-        call, after = self._caller(eager_pipe, spec, case), Rounds()
-        logger.info("%s: timing eager again after the backend (%d rounds): it could not alternate with it",
-                    case.id, self.settings.rounds)
-        for _ in range(self.settings.rounds):
-            one_round(self.device, eager_pipe, call, pair, after, stages=False)
-        record.update(unpaired_speedup(before or after.seconds, record["e2e_rounds_s"],
-                                       after.seconds if before else None))
+            eager_pipe = shallow_copy(base)
+            time_eager_after(settings, self.device, case, self.references.get(case.reference_key), eager_pipe,
+                             self._caller(eager_pipe, spec, case), pairs[0], record)
 
     def _lora_switch(self, case: Case, spec: ModelSpec, pipe: Any, adapter: ActiveAdapter, pair: tuple[str, int],
                      record: dict[str, Any]) -> None:
@@ -279,7 +203,7 @@ class BenchSession(ChildMeasurement):
         """Eager's images when eager was not selected in this run: made untimed, for the quality gate."""
         logger.info("%s: eager reference images (eager not selected, so not timed)", case.id)
         eager_call = self._caller(shallow_copy(base), spec, case)
-        self.references[case.reference_key] = Reference([img for p in pairs for img in _images(eager_call(*p))])
+        self.references[case.reference_key] = Reference([img for p in pairs for img in images_of(eager_call(*p))])
 
     def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, pairs: list[tuple[str, int]],
                       record: dict[str, Any], benchmark: Any, flops: PipelineFlops | None = None,
@@ -309,37 +233,29 @@ class BenchSession(ChildMeasurement):
             record["bound"] = classify(record["gpu_idle_fraction"], record.get("mfu"))
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
-        outputs = _images(rounds.last_images) + [img for p in pairs[1:] for img in _images(call(*p))]
-        quality = self._quality(case, outputs, rounds, record)
+        outputs = images_of(rounds.last_images) + [img for p in pairs[1:] for img in images_of(call(*p))]
+        quality = quality_against_eager(case, settings.quality_floor(case.backend), outputs, rounds, record,
+                                        self.references)
         record.update(quality.summary(), quality_floor=str(settings.quality_floor(case.backend)),
                       quality_images=len(outputs))
         if not quality.passed:
             record.update(status="failed", message="quality gate: " + "; ".join(quality.failures))
             raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
         record["status"] = "ok"
-        self._sweeps(case, spec, pipe, pairs[0], record)
-
-    def _sweeps(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], record: dict[str, Any]) -> None:
-        """The requested sweeps of this case's prepared pipeline, recorded with the case (`diffbench report` plots them)."""
-        settings = self.settings
 
         def make_call(**change: Any) -> Callable[[], Any]:
             call = self._caller(pipe, spec, case, **change)
-            return lambda: call(*pair)
+            return lambda: call(*pairs[0])
 
-        if settings.steps_sweep:
-            record.update(steps_sweep(make_call, settings.steps_sweep, settings.rounds, self.device))
-        if settings.resolution_sweep:
-            record.update(resolution_sweep(make_call, settings.resolution_sweep, settings.rounds, self.device))
-        if settings.batch_sweep:
-            record.update(batch_sweep(make_call, settings.batch_sweep, settings.rounds, self.device))
+        run_sweeps(settings, self.device, make_call, record)
 
     def _timed_rounds(self, case: Case, spec: ModelSpec, pipe: Any, call: Callable, pair: tuple[str, int],
                       rounds: Rounds, record: dict[str, Any], benchmark: Any, base: Any) -> None:
         """The timed rounds under pytest-benchmark, alternated with eager's (its `setup`, untimed by it) where
         the pipeline allows; then the timing, telemetry, host-load, pairing and host-sync fields."""
         settings = self.settings
-        partner = self._pairing_partner(case, spec, pipe, base)
+        partner = pairing_partner(settings, self.backends[case.backend], case, pipe, base,
+                                  lambda eager_pipe: self._caller(eager_pipe, spec, case))
         telemetry, eager_rounds = DeviceTelemetry(self.device), Rounds()
         setup = None
         if partner is not None:
@@ -367,58 +283,7 @@ class BenchSession(ChildMeasurement):
                 eager_energy_per_image_j=telemetry.summary("eager", images).get("energy_per_image_j"))
         elif case.backend == "eager":
             record["pairing"] = "reference"
-        self._check_warmup_plateau(case, record)
-        _warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
-        self._count_syncs(case, spec, pipe, pair, record)
-
-    def _pairing_partner(self, case: Case, spec: ModelSpec, pipe: Any, base: Any) -> tuple[Any, Callable] | None:
-        """(eager pipeline, its call) to alternate with, or None where eager cannot run beside the backend:
-        a component of the cached pipeline parked on the CPU or moved by the backend, or pairing turned off."""
-        if (case.backend == "eager" or base is None or self.settings.pairing != "auto"
-                or not self.backends[case.backend].pairable or pipe.__dict__.get("_diffbench_parked")):
-            return None
-        eager_pipe = shallow_copy(base)
-        return eager_pipe, self._caller(eager_pipe, spec, case)
-
-    def _check_warmup_plateau(self, case: Case, record: dict[str, Any]) -> None:
-        """Warmup 'settled' on two slow calls whose timed rounds then ran much faster was a plateau (another
-        process on the cores, a lazy initialization), not a steady state: say so rather than 'settled'."""
-        last_two = record.get("warmup_rounds_s", [])[-2:]
-        if record.get("warmup_settled") and len(last_two) == 2 and \
-                record["e2e_s"] * (1 + SETTLE_TOLERANCE) < min(last_two):
-            record.update(warmup_settled=False, warmup_note=(
-                f"warmup agreed on {last_two[0]:.3f} and {last_two[1]:.3f} s, but the timed rounds ran "
-                f"{record['e2e_s']:.3f} s: a slow plateau (or the host sped up), not a settled warmup"))
-            logger.warning("%s: %s", case.id, record["warmup_note"])
-
-    def _count_syncs(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], record: dict[str, Any]) -> None:
-        """Host syncs of one call at the case's steps and at half of them (outside the timed rounds): more
-        syncs with more steps means something waits for the GPU every step."""
-        if not self.device.startswith("cuda"):
-            record["host_syncs_note"] = "not counted: no CUDA device"
-            return
-        steps = self.settings.steps_for(spec)
-        counts = {n: count_host_syncs(self.device, lambda n=n: self._caller(pipe, spec, case, steps=n)(*pair))
-                  for n in dict.fromkeys((steps, max(1, steps // 2)))}
-        half = min(counts)
-        record.update(host_syncs_per_call=counts[steps], host_syncs_by_steps=counts,  # +-1 is set-up, not per step
-                      host_syncs_grow_with_steps=steps > half and counts[steps] - counts[half] >= (steps - half) / 2)
-        if record["host_syncs_grow_with_steps"]:
-            logger.warning("%s: host syncs grow with the step count (%s): something synchronizes every step, "
-                           "so the host waits for the GPU instead of running ahead", case.id,
-                           ", ".join(f"{n} steps: {c}" for n, c in counts.items()))
-
-    def _quality(self, case: Case, outputs: list[np.ndarray], rounds: Rounds,
-                 record: dict[str, Any]) -> QualityResult:
-        floor = self.settings.quality_floor(case.backend)
-        if case.backend == "eager":
-            # Eager is the reference; what it must pass is matching itself from call to call.
-            determinism = assess(_images(rounds.first_images), _images(rounds.last_images), floor)
-            record.update(deterministic=bool(determinism.passed and min(determinism.ssim, default=0) == 1.0),
-                          speedup=1.0)
-            self.references[case.reference_key] = Reference(outputs, record["e2e_s"], record["e2e_rounds_s"])
-            return determinism
-        reference = self.references[case.reference_key]
-        if reference.e2e_s and record.get("speedup") is None:  # a paired case has its own, from the pairs
-            record["speedup"] = reference.e2e_s / record["e2e_s"]
-        return assess(reference.images, outputs, floor)
+        check_warmup_plateau(case, record)
+        warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
+        count_syncs(self.device, case, settings.steps_for(spec),
+                    lambda steps: lambda: self._caller(pipe, spec, case, steps=steps)(*pair), record)

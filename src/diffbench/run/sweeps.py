@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from diffbench.case import Resolution
+from diffbench.config.settings import RunSettings
 from diffbench.measure.compile_watch import CompileWatch
 from diffbench.measure.timing import timed
 from diffbench.models.pipelines import release_memory
@@ -88,3 +89,15 @@ def _batch_point(make_call: CallFactory, batch: int, rounds: int, device: str) -
     except torch.cuda.OutOfMemoryError as error:
         return {"batch": batch, "status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
     return {"batch": batch, "status": "ok", "e2e_s": median, "e2e_rounds_s": seconds, "images_per_s": batch / median}
+
+
+def run_sweeps(settings: RunSettings, device: str, make_call: Callable[..., Callable[[], Any]],
+               record: dict[str, Any]) -> None:
+    """The requested sweeps of a case's prepared pipeline, recorded with the case (`diffbench report` plots
+    them); `make_call(**change)` is the case's call with steps, resolution or batch changed."""
+    if settings.steps_sweep:
+        record.update(steps_sweep(make_call, settings.steps_sweep, settings.rounds, device))
+    if settings.resolution_sweep:
+        record.update(resolution_sweep(make_call, settings.resolution_sweep, settings.rounds, device))
+    if settings.batch_sweep:
+        record.update(batch_sweep(make_call, settings.batch_sweep, settings.rounds, device))
