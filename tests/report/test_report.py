@@ -17,7 +17,7 @@ from PIL import Image
 
 from diffbench.cli import main
 from diffbench.results.history import load_run
-from diffbench.report.build import run_labels
+from diffbench.report.groups import run_labels
 from diffbench.results.schema import speedup_text
 from diffbench.report.grid import MISSING_FILL, fit_image, image_box
 
@@ -171,7 +171,7 @@ def test_a_report_that_fails_half_way_leaves_no_half_report(run_folders, tmp_pat
     def full_disk(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("diffbench.report.build.trend_chart", full_disk)  # after the grids and charts are drawn
+    monkeypatch.setattr("diffbench.report.trend.trend_chart", full_disk)  # after the grids and charts are drawn
     assert main(["report", *map(str, run_folders), "--out", str(out)]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir()) == ["compare.txt"]
@@ -265,7 +265,7 @@ def test_image_path_finds_the_jpeg_copy_of_a_committed_run(tmp_path):
 
 
 def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
-    from diffbench.report.build import roofline_text
+    from diffbench.report.groups import roofline_text
 
     assert roofline_text({"denoiser_tflops": 281.4, "mfu": 0.386}) == "281 (39%)"
     assert roofline_text({"denoiser_tflops": 8.0, "mfu": None}) == "8 (-)"
@@ -277,7 +277,7 @@ def test_a_trend_renders_every_status_a_case_can_end_in(tmp_path):
     """Unit-level guard of the trend's status cells (a NameError here once failed every report whose trend
     held a case that was not ok in one run): no benchmark run needed, every status once."""
     from diffbench.results.history import Run
-    from diffbench.report.build import trend_section
+    from diffbench.report.trend import trend_section
 
     def record(status, e2e_s=None):
         return {"case": "m-t2i-64x64-eager", "model": "m", "task": "t2i", "resolution": "64x64",

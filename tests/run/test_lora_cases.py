@@ -184,7 +184,7 @@ def test_lora_cases_are_selected_with_k_lora_and_bad_values_are_usage_errors_on_
 
 
 def test_the_report_shows_the_switching_table_of_a_lora_case(tmp_path):
-    from diffbench.report.build import group_key
+    from diffbench.report.groups import group_key
     from diffbench.report.document import to_markdown
     from diffbench.report.sweeps import sweep_blocks
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
-from diffbench.report.lora import lora_blocks
 from diffbench.report.plots import batch_plot, steps_plot
 from diffbench.results.summary import number
 
@@ -40,7 +39,7 @@ def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Bloc
         batch_plot(record, out_dir / name)
         blocks += [Heading(f"{label}: batch sweep", 3),
                    Table(["batch", "E2E s (median)", "images/s", "status"], rows), Figure(name, f"batch sweep of {case}")]
-    return blocks + lora_blocks(label, record)
+    return blocks
 
 
 def recompile_verdict(record: dict[str, Any]) -> str:
