@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from diffbench.backends.base import get_backend_class, registry
 from diffbench.measure.quality import QualityFloor
 from diffbench.case import DEFAULT_TASKS, TASKS, Case, Resolution
-from diffbench.models.catalog import MODELS, ModelSpec, get_model
+from diffbench.models.catalog import MODELS, ModelSpec
 from diffbench.models.controlnet import RANDOM, parse_controlnet_source
 from diffbench.errors import OptionError
 from diffbench.models.lora import LoraSpec
 from diffbench.config.options import DEFAULT_ROUNDS
 from diffbench.config.resume import check_resume_folder
 from diffbench.config.shard import Shard, parse_shard
+from diffbench.config.parsers import (
+    split_values, choose, check_positive, check_device, parse_weights, check_image, parse_quality_floors, parse_backend_options, parse_lora_options, positive_ints,
+)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
-WEIGHT_KINDS = ("hub", "random", "tiny")
 DEFAULT_BACKENDS = ("eager", "compile")
 GENERATORS = ("device", "cpu")
 PAIRINGS = ("auto", "eager-after", "off")
@@ -97,149 +97,21 @@ class RunSettings:
         return self.quality_floors.get(backend) or get_backend_class(backend).quality_floor
 
 
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-def _choose(values: list[str], valid: list[str], what: str) -> tuple[str, ...]:
-    for value in values:
-        if value not in valid:
-            raise OptionError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)}")
-    return tuple(dict.fromkeys(values))
-
-
-def _positive(name: str, value: int | None, minimum: int = 1) -> None:
-    if value is not None and value < minimum:  # the flag as typed: `max_warmups` is --max-warmups
-        raise OptionError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
-
-
-def _check_device(device: str) -> str:
-    """`--device`: a kind this harness knows, and, when CUDA is named, a CUDA device that is there."""
-    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
-        raise OptionError(f"unknown --device {device!r}; valid: auto, cpu, cuda, cuda:N")
-    if device.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = device.partition(":")[2]
-        if count == 0:
-            raise OptionError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; "
-                              "use --device cpu (or auto) on this machine")
-        if index and (not index.isdigit() or int(index) >= count):
-            raise OptionError(f"--device {device}: this machine has CUDA devices 0 to {count - 1}")
-    return device
-
-
-def parse_weights(text: str | None) -> tuple[str, dict[str, str]]:
-    """`--weights random` or `--weights random,realvisxl=/models/RealVisXL_V4.0.safetensors`."""
-    default, per_model = "hub", {}
-    for part in _split(text):
-        name, has_model, value = part.partition("=")
-        if has_model:
-            get_model(name)
-            per_model[name] = _check_weights(value)
-        else:
-            default = _check_weights(part)
-    return default, per_model
-
-
-def _check_weights(value: str) -> str:
-    if value in WEIGHT_KINDS:
-        return value
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise OptionError(
-            f"--weights {value!r} is neither one of {', '.join(WEIGHT_KINDS)} nor an existing "
-            "local folder or checkpoint file"
-        )
-    if path.is_dir() and not (path / "model_index.json").is_file():
-        raise OptionError(f"--weights folder {value!r} has no model_index.json: not a saved diffusers pipeline")
-    if path.is_file():
-        from diffbench.models.single_file import check_checkpoint_file
-
-        check_checkpoint_file(path)
-    return str(path)
-
-
-def _check_image(value: str | None, flag: str = "--input-image") -> Path | None:
-    if not value:
-        return None
-    try:
-        with Image.open(value) as image:
-            image.verify()
-    except (OSError, UnidentifiedImageError) as error:
-        raise OptionError(f"{flag} {value!r} is not a readable image: {error}; give a PNG or JPEG file") from None
-    return Path(value)
-
-
-def parse_quality_floors(text: str | None) -> dict[str, QualityFloor]:
-    """`--quality-floor compile=0.97/32,eager=0.999/50` (SSIM/PSNR dB per backend)."""
-    floors = {}
-    for part in _split(text):
-        backend, _, values = part.partition("=")
-        get_backend_class(backend)
-        try:
-            ssim, psnr = (float(v) for v in values.split("/"))
-        except ValueError:
-            raise OptionError(f"--quality-floor {part!r}: write BACKEND=SSIM/PSNR, e.g. compile=0.97/32") from None
-        if not 0.0 <= ssim <= 1.0:
-            raise OptionError(f"--quality-floor {part!r}: SSIM must lie in [0, 1]")
-        floors[backend] = QualityFloor(ssim=ssim, psnr=psnr)
-    return floors
-
-
-def parse_compiler_config(text: str | None, mode: str | None) -> dict[str, Any]:
-    """The JSON object of `--compiler-config`, with `--compile-mode` folded in."""
-    options: dict[str, Any] = {}
-    if text:
-        options = _json_object(text, "--compiler-config")
-    if mode:
-        options["mode"] = mode
-    return options
-
-
-def _json_object(text: str, flag: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise OptionError(f"{flag} is not valid JSON ({error}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise OptionError(f"{flag} must be a JSON object, got {text!r}")
-    return value
-
-
-def parse_backend_options(backend_configs: list[str] | None, compiler_config: str | None,
-                          compile_mode: str | None, backends: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Options per backend: `--compiler-config`/`--compile-mode` for the compile family, then
-    each `--backend-config NAME=JSON` (merged over the former for that backend)."""
-    options: dict[str, dict[str, Any]] = {}
-    family_options = parse_compiler_config(compiler_config, compile_mode)
-    for name in backends:
-        if family_options and get_backend_class(name).config_family == "compile":
-            options[name] = dict(family_options)
-    for text in backend_configs or []:
-        name, has_name, body = text.partition("=")
-        name = name.strip()
-        if not has_name or not name:
-            raise OptionError(f"--backend-config {text!r}: write NAME=JSON, e.g. 'deepcache={{\"cache_interval\": 3}}'")
-        get_backend_class(name)
-        options.setdefault(name, {}).update(_json_object(body, f"--backend-config {name}"))
-    return options
-
-
 def build_settings(raw: dict[str, Any]) -> RunSettings:
     """Validate the raw option values (strings as typed, None when absent) into RunSettings."""
-    models = _choose(_split(raw.get("models")) or list(MODELS), list(MODELS), "model")
-    tasks = _choose(_split(raw.get("tasks")) or list(DEFAULT_TASKS), list(TASKS), "task")
-    backends = _choose(_split(raw.get("backends")) or list(DEFAULT_BACKENDS), list(registry()), "backend")
-    resolutions = tuple(Resolution.parse(r) for r in _split(raw.get("resolutions"))) or None
+    models = choose(split_values(raw.get("models")) or list(MODELS), list(MODELS), "model")
+    tasks = choose(split_values(raw.get("tasks")) or list(DEFAULT_TASKS), list(TASKS), "task")
+    backends = choose(split_values(raw.get("backends")) or list(DEFAULT_BACKENDS), list(registry()), "backend")
+    resolutions = tuple(Resolution.parse(r) for r in split_values(raw.get("resolutions"))) or None
     for name in ("steps", "warmups", "max_warmups", "rounds", "batch", "prompts"):
-        _positive(name, raw.get(name), minimum=0 if name == "warmups" else 1)
+        check_positive(name, raw.get(name), minimum=0 if name == "warmups" else 1)
     dtype = DTYPE_ALIASES.get(raw.get("dtype") or "auto", raw.get("dtype") or "auto")
     if dtype not in ("auto", *DTYPES):
         raise OptionError(f"unknown --dtype {raw['dtype']!r}; valid: auto, {', '.join(DTYPES)}")
-    device = _check_device(raw.get("device") or "auto")
-    generator = _choose([raw.get("generator") or "device"], list(GENERATORS), "--generator value")[0]
-    pairing = _choose([raw.get("pairing") or "auto"], list(PAIRINGS), "--pairing value")[0]
-    input_image = _check_image(raw.get("input_image"))
+    device = check_device(raw.get("device") or "auto")
+    generator = choose([raw.get("generator") or "device"], list(GENERATORS), "--generator value")[0]
+    pairing = choose([raw.get("pairing") or "auto"], list(PAIRINGS), "--pairing value")[0]
+    input_image = check_image(raw.get("input_image"))
     default_weights, per_model_weights = parse_weights(raw.get("weights"))
     backend_options = parse_backend_options(raw.get("backend_config"), raw.get("compiler_config"),
                                             raw.get("compile_mode"), backends)
@@ -259,15 +131,15 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
         generator=generator, pairing=pairing,
         input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
-        control_image=_check_image(raw.get("control_image"), "--control-image"),
+        control_image=check_image(raw.get("control_image"), "--control-image"),
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
         isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0), roofline=bool(raw.get("roofline")),
         compile_cache_check=bool(raw.get("compile_cache_check")),
         shard=parse_shard(raw.get("shard")), resume=check_resume_folder(raw.get("resume")),
-        steps_sweep=_positive_ints("--steps-sweep", raw.get("steps_sweep")),
-        resolution_sweep=tuple(Resolution.parse(r) for r in _split(raw.get("resolution_sweep"))),
-        batch_sweep=_positive_ints("--batch-sweep", raw.get("batch_sweep")),
+        steps_sweep=positive_ints("--steps-sweep", raw.get("steps_sweep")),
+        resolution_sweep=tuple(Resolution.parse(r) for r in split_values(raw.get("resolution_sweep"))),
+        batch_sweep=positive_ints("--batch-sweep", raw.get("batch_sweep")),
         **parse_lora_options(raw),
     )
     if settings.steps_sweep and len(set(settings.steps_sweep)) < 2:
@@ -276,37 +148,6 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
         model_resolutions(replace(settings, resolutions=settings.resolution_sweep or None), MODELS[model])
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take
     return settings
-
-
-def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
-    """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.run.lora_case has the modes)."""
-    from diffbench.models.lora import parse_lora
-    from diffbench.models.lora import DEFAULT_MODES, MODES, SWITCHES
-
-    text, modes, switch = raw.get("lora"), _split(raw.get("lora_modes")), raw.get("lora_switch")
-    if switch is True:  # the flag given without a list (or from Python): every scenario
-        switch = ",".join(SWITCHES)
-    switch = _choose(_split(switch), list(SWITCHES), "--lora-switch scenario") if switch else ()
-    if not text:
-        if modes or switch:
-            raise OptionError(f"--{'lora-modes' if modes else 'lora-switch'} needs --lora, e.g. --lora random:64")
-        return {}
-    default = (*DEFAULT_MODES, "hotswap") if switch else DEFAULT_MODES  # the switch is measured with and without
-    return {"lora": parse_lora(text), "lora_modes": _choose(modes, list(MODES), "LoRA mode") if modes else default,
-            "lora_switch": switch}
-
-
-def _positive_ints(flag: str, text: str | None) -> tuple[int, ...]:
-    values = []
-    for item in _split(text):
-        try:
-            value = int(item)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise OptionError(f"{flag} takes comma-separated positive integers, e.g. 1,2,4,8; got {item!r}")
-        values.append(value)
-    return tuple(values)
 
 
 def _or(value: Any, default: Any) -> Any:
