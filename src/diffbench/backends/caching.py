@@ -1,4 +1,4 @@
-"""Feature caching across denoising steps: DeepCache on UNets, diffusers' PAB, TaylorSeer and MagCache hooks."""
+"""Feature caching across denoising steps through diffusers' hooks: PAB, TaylorSeer and MagCache (DeepCache: deepcache.py)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def own_modules(pipe: Any, component: str) -> torch.nn.Module:
     return private
 
 
-def _check_number(name: str, options: dict[str, Any], key: str, low: float, high: float | None = None,
+def check_number(name: str, options: dict[str, Any], key: str, low: float, high: float | None = None,
                   kind: type = int, nullable: bool = False) -> None:
     value = options[key]
     if value is None and nullable:
@@ -47,65 +47,6 @@ def _check_number(name: str, options: dict[str, Any], key: str, low: float, high
         valid = f"{low}..{high}" if high is not None else f">= {low}"
         what = "number" if kind is float else "whole number"
         raise OptionError(f"{name} option {key}={value!r}: give a {what} {valid}{' or null' if nullable else ''}")
-
-
-def _unet_reason(name: str, spec: Any) -> str | None:
-    if spec.family not in UNET_FAMILIES:
-        return f"{name} supports UNet pipelines only (SDXL, instruct-pix2pix); {spec.name} has a transformer denoiser"
-    return None
-
-
-@register
-class DeepCacheBackend(Backend):
-    """DeepCache: between full UNet passes, reuse the cached deep features and run only the shallow branch."""
-
-    name = "deepcache"
-    summary = "DeepCache on the UNet: a full pass every cache_interval steps, the shallow branch between"
-    requires = ("DeepCache",)
-    install_hint = "pip install 'diffbench[deepcache]'"
-    lossy = True
-    skips_work = True
-    quality_floor = CACHING_FLOOR
-    option_keys = frozenset({"cache_interval", "cache_layer_id", "cache_block_id"})
-    default_options = {"cache_interval": 3, "cache_layer_id": 0, "cache_block_id": 0}  # the seeds' values
-
-    def __init__(self, options: dict[str, Any] | None = None):
-        super().__init__(options)
-        _check_number(self.name, self.options, "cache_interval", 1)
-        # DeepCache names a branch block * 3 + layer: a down block holds at most 3 layers (resnets, downsampler).
-        _check_number(self.name, self.options, "cache_layer_id", 0, 2)
-        _check_number(self.name, self.options, "cache_block_id", 0)
-
-    def unsupported_reason(self, case, spec, device: str) -> str | None:
-        return _unet_reason(self.name, spec) or super().unsupported_reason(case, spec, device)
-
-    def apply(self, pipe: Any) -> Any:
-        if denoiser_name(pipe) != "unet":
-            raise UnavailableError(f"{self.name} supports UNet pipelines only; {type(pipe).__name__} has none")
-        from DeepCache import DeepCacheSDHelper
-
-        # DeepCache replaces the forward of the UNet and of its blocks: on private module objects only.
-        unet = own_modules(pipe, "unet")
-        block = self.options["cache_block_id"]
-        if block >= len(unet.down_blocks):
-            raise OptionError(f"{self.name} option cache_block_id={block}: this UNet has {len(unet.down_blocks)} "
-                              f"down blocks, so give 0..{len(unet.down_blocks) - 1}")
-        helper = DeepCacheSDHelper(pipe=pipe)  # reads pipe.scheduler: the copy's own
-        helper.set_params(cache_interval=self.options["cache_interval"],
-                          cache_branch_id=block * 3 + self.options["cache_layer_id"])
-        helper.enable()
-        if getattr(pipe, "controlnet", None) is not None:
-            # DeepCache wraps the UNet only (DeepCache 0.1.1's helper knows no ControlNet): it still runs in
-            # full every step, and on cached steps its deep residuals go unused. It works, but saves less.
-            logger.info("%s: the ControlNet is not cached; it runs in full at every step", self.name)
-        pipe._diffbench_deepcache = helper
-        return pipe
-
-    def restore(self, pipe: Any) -> None:
-        helper = getattr(pipe, "_diffbench_deepcache", None)
-        if helper is not None:  # drop the cached features (device memory) and the wrapped forwards now
-            helper.disable()
-            del pipe._diffbench_deepcache
 
 
 class GenerationTracker:
@@ -216,7 +157,7 @@ class PyramidAttentionBroadcastBackend(DiffusersCacheBackend):
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
         for kind in ("spatial", "cross"):
-            _check_number(self.name, self.options, f"{kind}_attention_block_skip_range", 1, nullable=True)
+            check_number(self.name, self.options, f"{kind}_attention_block_skip_range", 1, nullable=True)
             span = self.options[f"{kind}_attention_timestep_skip_range"]
             if not (isinstance(span, list) and len(span) == 2 and all(isinstance(v, (int, float)) for v in span)):
                 raise OptionError(f"{self.name} option {kind}_attention_timestep_skip_range={span!r}: give "
@@ -250,10 +191,10 @@ class TaylorSeerBackend(DiffusersCacheBackend):
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
-        _check_number(self.name, self.options, "cache_interval", 1)
-        _check_number(self.name, self.options, "disable_cache_before_step", 0)
-        _check_number(self.name, self.options, "disable_cache_after_step", 0, nullable=True)
-        _check_number(self.name, self.options, "max_order", 0)
+        check_number(self.name, self.options, "cache_interval", 1)
+        check_number(self.name, self.options, "disable_cache_before_step", 0)
+        check_number(self.name, self.options, "disable_cache_after_step", 0, nullable=True)
+        check_number(self.name, self.options, "max_order", 0)
         if self.options["taylor_factors_dtype"] not in DTYPES:
             raise OptionError(f"{self.name} option taylor_factors_dtype={self.options['taylor_factors_dtype']!r}"
                               f" is not one of: {', '.join(DTYPES)}")
@@ -292,9 +233,9 @@ class MagCacheBackend(DiffusersCacheBackend):
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
-        _check_number(self.name, self.options, "threshold", 0.0, kind=float)
-        _check_number(self.name, self.options, "retention_ratio", 0.0, 1.0, kind=float)
-        _check_number(self.name, self.options, "max_skip_steps", 0)
+        check_number(self.name, self.options, "threshold", 0.0, kind=float)
+        check_number(self.name, self.options, "retention_ratio", 0.0, 1.0, kind=float)
+        check_number(self.name, self.options, "max_skip_steps", 0)
         ratios = self.options["mag_ratios"]
         if ratios not in ("flux", "calibrate") and not (
                 isinstance(ratios, list) and ratios and all(isinstance(r, (int, float)) for r in ratios)):
