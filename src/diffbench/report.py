@@ -16,6 +16,7 @@ from diffbench.records import write_text_atomically
 from diffbench.report_components import component_blocks
 from diffbench.report_document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from diffbench.report_grid import Cell, write_grid
+from diffbench.report_machines import machine_blocks
 from diffbench.report_plots import TrendPoint, backend_colors, grouped_bars, trend_chart
 from diffbench.report_stages import conditions_section, stage_section
 from diffbench.report_sweeps import recompile_overview, sweep_blocks
@@ -304,6 +305,7 @@ def report_blocks(runs: list[Run], out_dir: Path, title: str | None, image_size:
                              for run in runs for record in run.records.values())
     title = title or "diffbench report: " + ", ".join(labels)
     blocks: list[Block] = [Heading(title, 1), Heading("Runs"), stack_table(runs, labels), Paragraph(NOTES)]
+    blocks += machine_blocks(runs, labels)
     blocks += chart_section(groups, out_dir, colors)
     labelled = [(str(entry.record.get("case")) + (f" ({entry.run_label})" if len(runs) > 1 else ""), entry.record)
                 for entries in groups.values() for entry in entries]
