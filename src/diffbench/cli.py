@@ -135,9 +135,28 @@ def load_runs(command: str, specs: list[str], arguments: argparse.Namespace) -> 
     return runs
 
 
+def stack_warnings(comparison, arguments: argparse.Namespace) -> bool:
+    """Say how the runs' stacks differ (stderr); False, after saying why, when --same-stack refuses them."""
+    differences = "; ".join(comparison.stack_differences)
+    machines = comparison.not_comparable
+    if arguments.same_stack and (differences or machines):
+        named = differences or f"{machines[0].case}: {machines[0].message}"
+        print(f"diffbench compare: the runs' stacks differ ({named}): not compared (--same-stack)", file=sys.stderr)
+        return False
+    if machines:
+        print(f"diffbench compare: warning: {len(machines)} case(s) not comparable: measured on another machine or "
+              "stack than in BASE (their rows say how); --across-stacks compares them all the same", file=sys.stderr)
+    elif arguments.across_stacks and (differences or comparison.compared_across):
+        named = differences or "; ".join(comparison.compared_across[:3]) + (
+            f"; and {len(comparison.compared_across) - 3} more" if len(comparison.compared_across) > 3 else "")
+        print(f"diffbench compare: warning: the runs' stacks differ, so may their numbers: {named}", file=sys.stderr)
+    return True
+
+
 def compare_two_runs(arguments: argparse.Namespace) -> int:
-    """Exit 0: nothing regressed; 1: something did, or a change is inconclusive (unless --inconclusive pass);
-    2: a run is unusable, the runs share no case, or stacks differ with --same-stack."""
+    """Exit 0: nothing regressed; 1: something did, a change is inconclusive (unless --inconclusive pass), or
+    a shard of NEW is missing or failed; 2: a run is unusable, the runs share no case, or stacks differ with
+    --same-stack."""
     from diffbench.results.compare import check_overlap, compare_runs
     from diffbench.results.compare_text import comparison_json, render
     from diffbench.results.history import HistoryError
@@ -151,16 +170,10 @@ def compare_two_runs(arguments: argparse.Namespace) -> int:
     except HistoryError as error:
         print(f"diffbench compare: {error}", file=sys.stderr)
         return 2
-    comparison = compare_runs(base, new, arguments.fail)
+    comparison = compare_runs(base, new, arguments.fail, arguments.across_stacks)
     comparison.inconclusive_fails = arguments.inconclusive == "fail"
-    if comparison.stack_differences:
-        differences = "; ".join(comparison.stack_differences)
-        if arguments.same_stack:
-            print(f"diffbench compare: the runs' stacks differ ({differences}): not compared (--same-stack)",
-                  file=sys.stderr)
-            return 2
-        print(f"diffbench compare: warning: the runs' stacks differ, so may their numbers: {differences}",
-              file=sys.stderr)
+    if not stack_warnings(comparison, arguments):
+        return 2
     print(render(comparison))
     if arguments.json:
         try:
@@ -178,7 +191,9 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser("compare", help="compare two runs; exit 1 on a regression beyond thresholds",
                                   description="Compare two runs case by case: exit 0 when nothing regressed, "
                                               "1 when something did (or a change is inconclusive, unless "
-                                              "--inconclusive pass), 2 for unusable input or runs sharing no case.")
+                                              "--inconclusive pass, or a shard of NEW is missing or failed), 2 for "
+                                              "unusable input or runs sharing no case. A case measured on another "
+                                              "machine or stack is 'not comparable' (see --across-stacks).")
     compare.add_argument("base", help="BASE run: run folder, results.jsonl, pytest-benchmark JSON or storage id")
     compare.add_argument("new", help="NEW run, in any of the same forms")
     compare.add_argument("--fail", type=fail_thresholds, default=DEFAULT_FAIL, metavar="METRIC:AMOUNT,...",
@@ -189,8 +204,13 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
                          help="a change for the worse beyond its threshold that the rounds are too few to decide: "
                               "fail the comparison (default, exit 1) or let it pass; either way it is listed with "
                               "the rounds that would decide")
-    compare.add_argument("--same-stack", action="store_true",
-                         help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ")
+    stacks = compare.add_mutually_exclusive_group()
+    stacks.add_argument("--same-stack", action="store_true",
+                        help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ")
+    stacks.add_argument("--across-stacks", action="store_true",
+                        help="compare a case measured on another machine or stack (GPU, driver, CUDA, torch, "
+                             "packages) all the same, with a warning, as for an A/B of two stacks; by default "
+                             "such a case is 'not comparable', with the difference, and never a regression")
     compare.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
                          help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})")
     compare.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR,
@@ -243,19 +263,32 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(run=write_report_command)
 
 
+def shard_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of shards (a whole number, at least 1)")
+    return int(text)
+
+
 def add_merge_command(commands: argparse._SubParsersAction) -> None:
     from diffbench.results.merge import merge_command
 
     merge = commands.add_parser("merge", help="join run folders (e.g. the shards of a multi-GPU run) into one",
                                 description="Write one run folder with every case of the runs given (records, "
-                                            "images, and a run.json listing the parts and their stacks), for "
-                                            "`diffbench report` and `diffbench compare`. A case found in two runs "
-                                            "is an error (exit 2) unless --prefer-last.")
-    merge.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their results.jsonl) to merge")
+                                            "images, and a run.json listing the parts, each with its machine's "
+                                            "stack, and which shards are missing or failed), for `diffbench "
+                                            "report` and `diffbench compare`. Exit 0: merged; 1: merged, but a "
+                                            "shard is missing or failed; 2: not merged (a case found in two runs, "
+                                            "unless --prefer-last).")
+    merge.add_argument("runs", nargs="+", metavar="RUN",
+                       help="run folders (or their results.jsonl), or shards' folders as .ci/shard-run writes them "
+                            "(shard.json and the shard's run folder)")
     merge.add_argument("--out", type=Path, required=True, metavar="FOLDER",
                        help="the merged run folder to write; must not hold a run yet (its name is the run id)")
     merge.add_argument("--prefer-last", action="store_true",
                        help="for a case found in several runs, keep the record of the run given last")
+    merge.add_argument("--shards", type=shard_count, metavar="N",
+                       help="the number of shards the matrix was split into: each shard 0..N-1 not merged is "
+                            "missing (default: the count the runs' --shard names)")
     merge.set_defaults(run=merge_command)
 
 

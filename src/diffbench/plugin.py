@@ -21,7 +21,7 @@ from diffbench.run.session import BenchSession
 from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.config.settings_record import settings_record
 from diffbench.config.resume import finished_cases, split_unfinished
-from diffbench.config.shard import split_items
+from diffbench.results.shard import split_items
 from diffbench.results.summary import markdown_table
 from diffbench.config.writable import check_writable_folder
 
@@ -75,7 +75,7 @@ def case_of(item):
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once;
     leave out the benchmark files of tasks not selected; with --shard, keep only this shard's reference
-    groups (diffbench.config.shard); with --resume, only the groups the earlier run did not finish (diffbench.config.resume)."""
+    groups (diffbench.results.shard); with --resume, only the groups the earlier run did not finish (diffbench.config.resume)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):

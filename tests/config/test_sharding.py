@@ -1,6 +1,6 @@
 """`--shard INDEX/COUNT` and `diffbench merge`: shards partition the selected matrix by reference group,
 contiguous and balanced; bad values are usage errors; merged runs hold every case once, or say which
-case two runs share."""
+case two runs share; merged shards say which are missing or failed, and keep each case's machine."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from diffbench.errors import OptionError
 from diffbench.results.history import load_run
 from diffbench.results.records import RunFolder, new_record
 from diffbench.config.settings import build_settings, expand_matrix
-from diffbench.config.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
+from diffbench.results.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,11 +125,12 @@ def test_a_bad_shard_is_a_usage_error_before_any_work():
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def make_run(results_dir: Path, cases: dict[str, float], stack_gpu: str | None = None) -> Path:
+def make_run(results_dir: Path, cases: dict[str, float], stack_gpu: str | None = None, shard: str | None = None) -> Path:
     """A run folder with an ok record and an image per case (its e2e_s given), like the runner writes."""
     folder = RunFolder(results_dir)
     folder.write_meta({"run_id": folder.run_id, "started": folder.run_id, "commit": "abc",
-                       "stack": {"gpu": stack_gpu, "torch": "2.13.0"}, "command": ["pytest"]})
+                       "stack": {"gpu": stack_gpu, "torch": "2.13.0"}, "command": ["pytest"],
+                       "settings": {"shard": shard}})
     for case, e2e in cases.items():
         image = folder.save_image(case, np.full((8, 8, 3), e2e % 1.0))
         folder.append(new_record(case=case, status="ok", e2e_s=e2e, e2e_rounds_s=[e2e], image=image,
@@ -172,3 +173,63 @@ def test_a_case_in_two_runs_is_an_error_unless_prefer_last(tmp_path, capsys):
 def test_merge_of_an_unreadable_run_is_exit_2(tmp_path, capsys):
     assert main(["merge", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "diffbench merge: no run" in capsys.readouterr().err
+
+
+def make_shard(root: Path, index: int, count: int, exit_status: int | None, cases: dict[str, float],
+               stack_gpu: str = "NVIDIA H200") -> Path:
+    """A shard's folder as .ci/shard-run leaves it: its run folder (if it has cases) and shard.json (unless
+    None: a shard killed before it could write one)."""
+    folder = root / "shards" / str(index)
+    folder.mkdir(parents=True)
+    if cases:
+        make_run(folder, cases, stack_gpu, shard=f"{index}/{count}")
+    if exit_status is not None:
+        (folder / "shard.json").write_text(json.dumps({"shard": f"{index}/{count}", "exit_status": exit_status}))
+    return folder
+
+
+def test_merged_shards_say_which_are_missing_failed_or_empty_and_exit_1(tmp_path, capsys):
+    shards = [make_shard(tmp_path, 0, 5, 0, {"a-t2i-512-eager": 1.0}),
+              make_shard(tmp_path, 1, 5, 1, {"b-t2i-512-eager": 1.0}),  # a case failed
+              make_shard(tmp_path, 2, 5, None, {"c-t2i-512-eager": 1.0}),  # killed: no shard.json
+              make_shard(tmp_path, 4, 5, 5, {})]  # no case to run; shard 3 never arrived
+    out = tmp_path / "night"
+    assert main(["merge", *map(str, shards), "--shards", "5", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["shards"] == {"count": 5, "merged": [0, 1, 2], "empty": [4], "missing": [3], "complete": False,
+                              "failed": [{"index": 1, "exit_status": 1}, {"index": 2, "exit_status": None}]}
+    assert [part["exit_status"] for part in meta["parts"]] == [0, 1, None, 5]
+    assert "SHARD MISSING 3/5: no run or shard folder of it was merged" in printed
+    assert "SHARD FAILED 1/5: pytest exit status 1 (a case failed); the cases it recorded are merged" in printed
+    assert "SHARD FAILED 2/5: no exit status: it was stopped before it ended" in printed
+    assert set(load_run(out).records) == {"a-t2i-512-eager", "b-t2i-512-eager", "c-t2i-512-eager"}
+    assert main(["compare", str(out), str(out)]) == 1  # the gate fails on it: an incomplete NEW run
+    assert "SHARD MISSING 3/5" in capsys.readouterr().out
+
+
+def test_the_shard_count_is_taken_from_the_runs_and_a_wrong_folder_is_named(tmp_path, capsys):
+    first = make_shard(tmp_path, 0, 2, 0, {"a-t2i-512-eager": 1.0})
+    assert main(["merge", str(first), "--out", str(tmp_path / "one")]) == 1  # 0/2: so 1/2 is missing
+    assert "SHARD MISSING 1/2" in capsys.readouterr().out
+    second = make_shard(tmp_path, 1, 2, 0, {"b-t2i-512-eager": 1.0})
+    assert main(["merge", str(first), str(second), "--out", str(tmp_path / "two")]) == 0
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["shards"]["complete"] is True
+    (second / "shard.json").write_text(json.dumps({"shard": "0/2", "exit_status": 0}))
+    assert main(["merge", str(first), str(second), "--out", str(tmp_path / "three")]) == 2
+    error = capsys.readouterr().err
+    assert "ran shard 1/2, but" in error and "shard.json says 0/2: a shard's folder must hold its own run" in error
+    (second / "shard.json").write_text("{}")
+    assert main(["merge", str(second), "--out", str(tmp_path / "four")]) == 2
+    assert "is not a shard's record" in capsys.readouterr().err
+
+
+def test_a_merge_of_merged_runs_keeps_each_cases_machine(tmp_path, capsys):
+    h200 = make_shard(tmp_path / "x", 0, 2, 0, {"a-t2i-512-eager": 1.0}, stack_gpu="NVIDIA H200")
+    h100 = make_shard(tmp_path / "y", 1, 2, 0, {"b-t2i-512-eager": 2.0}, stack_gpu="NVIDIA H100")
+    assert main(["merge", str(h200), "--shards", "2", "--out", str(tmp_path / "half")]) == 1
+    assert main(["merge", str(tmp_path / "half"), str(h100), "--out", str(tmp_path / "whole")]) == 0
+    run = load_run(tmp_path / "whole")
+    assert run.stack_of("a-t2i-512-eager")["gpu"] == "NVIDIA H200" and run.stack_of("b-t2i-512-eager")["gpu"] == "NVIDIA H100"
+    assert run.shards["complete"] is True and [part["shard"] for part in run.parts] == ["0/2", "1/2"]
+    assert "stacks differ" in capsys.readouterr().err

@@ -208,19 +208,34 @@ def test_warmup_settled_on_a_slow_plateau_is_not_settled(tmp_path):
 
 
 def test_selfcheck_verdict_on_scripted_rounds():
-    bare, double = [1.0, 1.01, 0.99], [1.9, 1.91, 1.89]  # 90 ms per step over 10 more steps
-    close = compare_rounds(bare, double, [1.005, 1.015, 0.995], [1000 / 90.5] * 3, 10, 2.0)
+    bare, bare_steps = [1.0, 1.01, 0.99], [90.0, 91.0, 89.0]  # E2E s and the stepped call's ms per step
+    close = compare_rounds(bare, bare_steps, [1.005, 1.015, 0.995], [1000 / 90.5, 1000 / 91.5, 1000 / 89.5], 2.0)
     assert close["verdict"] == "pass" and close["within_tolerance"] and close["bare_ms_per_step"] == pytest.approx(90.0)
     assert close["e2e_overhead_pct"] == pytest.approx(0.5, abs=0.05)
+    assert close["step_overhead_pct"] == pytest.approx(100 * (90.5 / 90.0 - 1), abs=0.01)
     low, high = close["e2e_overhead_interval_pct"]
     assert -2.0 <= low <= close["e2e_overhead_pct"] <= high <= 2.0
-    slow = compare_rounds(bare, double, [1.05, 1.06, 1.04], [1000 / 90.5] * 3, 10, 2.0)
+    slow = compare_rounds(bare, bare_steps, [1.05, 1.06, 1.04], [1000 / 90.5] * 3, 2.0)
     assert slow["verdict"] == "fail" and slow["e2e_overhead_pct"] == pytest.approx(5.0, abs=0.1)
-    slow_steps = compare_rounds(bare, double, [1.0, 1.01, 0.99], [1000 / 95.0] * 3, 10, 2.0)
-    assert slow_steps["verdict"] == "fail" and slow_steps["step_overhead_pct"] == pytest.approx(5.56, abs=0.01)
+    # Each round's suite step is 5% over that round's stepped call: the per-round ratios are paired.
+    slow_steps = compare_rounds(bare, bare_steps, [1.0, 1.01, 0.99], [1000 / (1.05 * ms) for ms in bare_steps], 2.0)
+    assert slow_steps["verdict"] == "fail" and slow_steps["step_overhead_pct"] == pytest.approx(5.0, abs=0.01)
     # A noisy host: the median ratio is 1.0, but single rounds swing by 10%: the interval decides nothing.
-    noisy = compare_rounds([1.0] * 5, [1.9] * 5, [0.9, 1.1, 1.0, 0.9, 1.1], [1000 / 90.0] * 5, 10, 2.0)
+    noisy = compare_rounds([1.0] * 5, [90.0] * 5, [0.9, 1.1, 1.0, 0.9, 1.1], [1000 / 90.0] * 5, 2.0)
     assert noisy["verdict"] == "inconclusive" and noisy["e2e_overhead_pct"] == pytest.approx(0.0)
+    # Without a per-step figure from the bare loop nothing can pass.
+    assert compare_rounds(bare, [], [1.0, 1.01, 0.99], [], 2.0)["verdict"] == "inconclusive"
+
+
+def test_plain_step_clock_times_between_the_first_and_last_step_end(monkeypatch):
+    from diffbench.run import selfcheck
+    stamps = iter([10.0, 10.1, 10.3, 10.6])
+    monkeypatch.setattr(selfcheck.time, "perf_counter", lambda: next(stamps))
+    clock = selfcheck.PlainStepClock("cpu")
+    for step in range(4):
+        assert clock(None, step, None, {"latents": step}) == {"latents": step}
+    assert clock.take_ms_per_step() == pytest.approx(200.0) and clock.marks == []
+    assert clock.take_ms_per_step() is None
 
 
 @pytest.mark.slow
@@ -232,7 +247,8 @@ def test_selfcheck_command_on_a_tiny_model(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["case"] == "tiny-sdxl-t2i-64-eager" and result["verdict"] in ("pass", "inconclusive")
-    assert [len(result["rounds_s"][side]) for side in ("bare", "bare_double_steps", "suite")] == [2, 2, 2]
+    assert [len(result["rounds_s"][side]) for side in ("bare", "suite")] == [2, 2]
+    assert len(result["rounds_ms_per_step"]["bare"]) == 2 and all(ms > 0 for ms in result["rounds_ms_per_step"]["bare"])
     assert "bare loop" in done.stdout and "tolerance +-1000%" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "diffbench.cli", "selfcheck", "--model", "tiny-sdxl", "--weights",
                           "tiny", "--resolution", "64", "--device", "cuda:7"], capture_output=True, text=True, timeout=600)

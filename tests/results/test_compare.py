@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -283,14 +284,20 @@ def test_non_numeric_metric_exits_2_naming_file_case_and_key(tiny_run, capsys, t
     assert code == 2 and f"case {CASE!r} has a non-numeric e2e_s: 'fast'" in err and str(bad) in err
 
 
-def test_different_stack_warns_and_same_stack_refuses(tiny_run, capsys, tmp_path):
-    other = copy_run(tiny_run, tmp_path / "h100")
+def test_a_case_on_another_stack_is_not_comparable_across_stacks_compares_same_stack_refuses(tiny_run, capsys,
+                                                                                             tmp_path):
+    other = copy_run(tiny_run, tmp_path / "h100", lambda records: slower(9)(records[0]))
     meta = json.loads((other / "run.json").read_text())
     meta["stack"].update(gpu="NVIDIA H100 80GB HBM3", driver="580.159.04")
     (other / "run.json").write_text(json.dumps(meta))
-    code, out, err = compare(capsys, tiny_run.folder, other)
-    assert code == 0 and "warning" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err
-    assert "driver: None -> 580.159.04" in err and "no regression" in out
+    code, out, err = compare(capsys, tiny_run.folder, other)  # 9x slower, on another GPU: not a regression
+    assert code == 0 and "1 case(s) not comparable" in err and "REGRESS" not in out
+    assert re.search(rf"^{CASE} +machine +.*not comparable \(different GPU \(None -> NVIDIA H100 80GB HBM3\), "
+                     r"different driver \(None -> 580\.159\.04\)\)$", out, flags=re.MULTILINE), out
+    assert "1 not comparable (another machine or stack)" in out
+    code, out, err = compare(capsys, tiny_run.folder, other, "--across-stacks")  # an A/B of two stacks
+    assert code == 1 and "warning" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err
+    assert "driver: None -> 580.159.04" in err and f"REGRESSION {CASE} e2e" in out
     code, out, err = compare(capsys, tiny_run.folder, other, "--same-stack")
     assert code == 2 and "--same-stack" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err and out == ""
 

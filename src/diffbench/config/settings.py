@@ -17,7 +17,7 @@ from diffbench.errors import OptionError
 from diffbench.models.lora import LoraSpec
 from diffbench.config.options import DEFAULT_ROUNDS
 from diffbench.config.resume import check_resume_folder
-from diffbench.config.shard import Shard, parse_shard
+from diffbench.results.shard import Shard, parse_shard
 from diffbench.config.parsers import (
     split_values, choose, check_positive, check_device, parse_weights, check_image, parse_quality_floors, parse_backend_options, parse_lora_options, positive_ints,
 )

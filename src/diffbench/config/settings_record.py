@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.case import Resolution
-from diffbench.config.shard import Shard
+from diffbench.results.shard import Shard
 
 
 def plain(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from diffbench.report.charts import chart_section
 from diffbench.report.document import Block, Figure, Heading, Paragraph, to_html, to_markdown
+from diffbench.report.machines import machine_blocks
 from diffbench.report.groups import Entry, GroupKey, group_entries, group_section, run_labels
 from diffbench.report.plots import backend_colors
 from diffbench.report.runs import stack_table
@@ -69,6 +70,7 @@ def group_sections(context: ReportContext) -> list[Block]:
 Section = Callable[[ReportContext], list[Block]]
 SECTIONS: tuple[Section, ...] = (
     runs_section,
+    lambda context: machine_blocks(context.runs, context.labels),
     lambda context: chart_section(context.groups, context.out_dir, context.colors),
     lambda context: stage_section(context.labelled, context.out_dir),
     lambda context: conditions_section(context.labelled),

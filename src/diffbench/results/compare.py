@@ -9,7 +9,10 @@ needs, complete separation of the rounds is required. A change for the worse bey
 the test cannot decide is `inconclusive` when the rounds lean that way (more rounds would decide: the
 row says how many), which fails the comparison unless told otherwise, and `noise` when they do not.
 Memory, warmup and quality compare the recorded values against their thresholds only. A case `ok` in
-BASE and not in NEW regresses on its status.
+BASE and not in NEW regresses on its status. A case is compared only with itself measured on the same
+machine and stack (GPU, or the CPU without one; driver, CUDA, torch, packages: each case's own in a run
+merged from several machines), else it is `not comparable`, with the difference, unless `across_stacks`.
+A NEW run merged from shards of which some are missing or failed fails the comparison.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffbench.errors import OptionError
-from diffbench.results.history import HistoryError, Run, stack_differences
+from diffbench.results.history import HistoryError, Run, differing_fields, shard_problems, stack_differences
 from diffbench.results.noise import NoiseTest, higher_beyond_noise
 from diffbench.results.schema import FIELD
 
@@ -95,7 +98,8 @@ class Row:
     """One case and metric (or `status`) in both runs, and the verdict: `same` (within the threshold),
     `improved`, `noise` (beyond the threshold, inside the rounds' noise), `inconclusive` (worse beyond the
     threshold, and too few rounds to tell), `REGRESSED`, `fixed` (status), or `not comparable` (a warmup
-    whose compile cache was cold in one run and warm in the other)."""
+    whose compile cache was cold in one run and warm in the other; metric `machine`: the whole case, measured
+    on another machine or stack)."""
 
     case: str
     metric: str
@@ -124,6 +128,13 @@ class Comparison:
     only_in_base: list[str] = field(default_factory=list)
     only_in_new: list[str] = field(default_factory=list)
     inconclusive_fails: bool = True  # `--inconclusive fail` (the default) or `pass`
+    shard_problems: list[str] = field(default_factory=list)  # NEW's missing or failed shards: a failure
+    compared_across: list[str] = field(default_factory=list)  # `case: different ...`, with --across-stacks
+
+    @property
+    def not_comparable(self) -> list[Row]:
+        """One row per case measured on another machine or stack in NEW than in BASE."""
+        return [row for row in self.rows if row.metric == "machine"]
 
     @property
     def regressions(self) -> list[Row]:
@@ -135,7 +146,8 @@ class Comparison:
 
     @property
     def failed(self) -> bool:
-        return bool(self.regressions) or (self.inconclusive_fails and bool(self.inconclusive))
+        return (bool(self.regressions) or (self.inconclusive_fails and bool(self.inconclusive))
+                or bool(self.shard_problems))
 
 
 def _noise_test(metric: Metric, base_record: dict, new_record: dict, worse: bool) -> NoiseTest:
@@ -220,14 +232,43 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def compare_runs(base: Run, new: Run, thresholds: dict[str, Threshold]) -> Comparison:
-    """Every case of both runs, metric by metric, in BASE's order (NEW-only cases are listed)."""
+STACK_NAMES = {"gpu": "GPU", "gpu_count": "GPU count", "cuda": "CUDA", "compute_capability": "compute capability",
+               "cpu": "CPU"}
+
+
+def machine_text(stack: dict[str, Any]) -> str:
+    """`NVIDIA H100 80GB HBM3, torch 2.11.0+cu130`: the machine and stack a case ran on, in short."""
+    return f"{stack.get('gpu') or stack.get('cpu') or 'CPU'}, torch {stack.get('torch')}"
+
+
+def compare_machines(case: str, base: dict[str, Any], new: dict[str, Any]) -> Row | None:
+    """A `not comparable` row when the case ran on another machine or stack in NEW (`different GPU (A -> B),
+    different torch (x -> y)`); None when both are the same."""
+    names = differing_fields(base, new)
+    implied = {"package torch": "torch", "cpu": "gpu"}  # torch's build says it; a GPU run has no CPU device
+    names = [name for name in names if implied.get(name) not in names]
+    if not names:
+        return None
+    why = ", ".join(f"different {STACK_NAMES.get(name, name.removeprefix('package '))} "
+                    f"({base.get(name)} -> {new.get(name)})" for name in names)
+    return Row(case, "machine", machine_text(base), machine_text(new), verdict="not comparable", message=why)
+
+
+def compare_runs(base: Run, new: Run, thresholds: dict[str, Threshold], across_stacks: bool = False) -> Comparison:
+    """Every case of both runs, metric by metric, in BASE's order (NEW-only cases are listed); a case whose
+    machine or stack differs is one `not comparable` row, unless `across_stacks` compares it all the same."""
     comparison = Comparison(describe_run(base), describe_run(new), {k: str(v) for k, v in thresholds.items()},
-                            stack_differences(base.stack, new.stack))
+                            stack_differences(base.stack, new.stack), shard_problems=shard_problems(new.shards))
     for case, base_record in base.records.items():
         new_record = new.records.get(case)
         if new_record is None:
             comparison.only_in_base.append(case)
+            continue
+        machine = compare_machines(case, base.stack_of(case), new.stack_of(case))
+        if machine is not None and across_stacks:
+            comparison.compared_across.append(f"{case}: {machine.message}")
+        elif machine is not None:
+            comparison.rows.append(machine)
             continue
         status = compare_status(case, base_record, new_record)
         comparison.rows.extend([status] if status else [])

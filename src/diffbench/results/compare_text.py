@@ -10,10 +10,12 @@ from diffbench.results.compare import METRICS, Comparison, Row
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:
-    """Every row, the regressions and inconclusive changes apart, whether it failed, and the summary."""
+    """Every row, the regressions, inconclusive changes and cases not comparable apart, whether it failed,
+    and the summary."""
     data = asdict(comparison)
     data["regressions"] = [asdict(row) for row in comparison.regressions]
     data["inconclusive"] = [asdict(row) for row in comparison.inconclusive]
+    data["not_comparable"] = [asdict(row) for row in comparison.not_comparable]
     data["regressed"] = bool(comparison.regressions)
     data["failed"] = comparison.failed
     data["summary"] = summary_line(comparison)
@@ -76,7 +78,8 @@ def inconclusive_line(row: Row) -> str:
 
 
 def summary_line(comparison: Comparison) -> str:
-    cases = len({row.case for row in comparison.rows})
+    compared = [row for row in comparison.rows if row.metric != "machine"]
+    cases = len({row.case for row in compared})
     regressions = comparison.regressions
     noise = sum(row.verdict == "noise" for row in comparison.rows)
     improved = sum(row.verdict in ("improved", "fixed") for row in comparison.rows)
@@ -86,9 +89,13 @@ def summary_line(comparison: Comparison) -> str:
         head += (f", {len(comparison.inconclusive)} inconclusive ("
                  + ("fails; --inconclusive pass lets it pass" if comparison.inconclusive_fails else "passed: --inconclusive pass")
                  + ")")
-    only = [f"{len(comparison.only_in_base)} only in BASE"] * bool(comparison.only_in_base)
+    if comparison.shard_problems:
+        head += f", {len(comparison.shard_problems)} shard(s) of NEW missing or failed (fails)"
+    only = [f"{len(comparison.not_comparable)} not comparable (another machine or stack)"] * bool(
+        comparison.not_comparable)
+    only += [f"{len(comparison.only_in_base)} only in BASE"] * bool(comparison.only_in_base)
     only += [f"{len(comparison.only_in_new)} only in NEW"] * bool(comparison.only_in_new)
-    return (f"{head}: {cases} case(s) and {len(comparison.rows)} metric(s) compared, {improved} improved, "
+    return (f"{head}: {cases} case(s) and {len(compared)} metric(s) compared, {improved} improved, "
             f"{noise} within noise" + "".join(f", {part}" for part in only))
 
 
@@ -101,9 +108,10 @@ def render(comparison: Comparison) -> str:
         parts.append("")
     for side, cases in (("BASE", comparison.only_in_base), ("NEW", comparison.only_in_new)):
         parts.extend([f"only in {side}: {', '.join(cases)}"] if cases else [])
-    if comparison.regressions or comparison.inconclusive:
+    if comparison.regressions or comparison.inconclusive or comparison.shard_problems:
         parts.append("")
         parts.extend(regression_line(row) for row in comparison.regressions)
         parts.extend(inconclusive_line(row) for row in comparison.inconclusive)
+        parts.extend(comparison.shard_problems)  # NEW's: BASE's missing shards are cases only in NEW
     parts.extend(["", summary_line(comparison)])
     return "\n".join(parts)

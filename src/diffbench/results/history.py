@@ -1,5 +1,6 @@
 """Saved runs, whatever form they are given in: a run folder, a results.jsonl, a pytest-benchmark JSON
-or a storage id; and the stack each ran on, so runs from different stacks are never mixed silently."""
+or a storage id; and the stack each ran on (each case's own, in a run merged from several machines), so
+runs from different stacks are never mixed silently."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ class Run:
     folder: Path | None = None
     label: str = ""  # for trends: the commit or the date it ran
     warnings: list[str] = field(default_factory=list)  # what was read past (a torn last line), for the user
+    parts: list[dict[str, Any]] = field(default_factory=list)  # a merged run's run.json parts (`diffbench merge`)
+    shards: dict[str, Any] | None = None  # a merged run's shard accounting: count, missing, empty, failed
+
+    def stack_of(self, case: str) -> dict[str, Any]:
+        """The stack key of the machine that ran `case`: its part's in a merged run, else the run's."""
+        for part in self.parts:
+            if case in (part.get("cases") or []):
+                return stack_key(part.get("stack") or {})
+        return self.stack
 
     def image_path(self, case: str) -> Path | None:
         record = self.records.get(case) or {}
@@ -102,7 +112,8 @@ def _from_folder(folder: Path) -> Run:
     recorded_id = next((r["run_id"] for r in by_case.values() if r.get("run_id")), None)
     return Run(source=folder, run_id=meta.get("run_id") or recorded_id or folder.name, records=by_case,
                stack=stack_key(meta.get("stack") or {}), folder=folder,
-               label=meta.get("commit") or meta.get("started") or folder.name, warnings=warnings)
+               label=meta.get("commit") or meta.get("started") or folder.name, warnings=warnings,
+               parts=meta.get("parts") or [], shards=meta.get("shards"))
 
 
 def _object(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -159,14 +170,44 @@ def load_run(spec: str | Path, storage: Path = DEFAULT_STORAGE, results_dir: Pat
 
 
 def stack_key(stack: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a stack that decide whether two runs' numbers are comparable."""
+    """The fields of a stack that decide whether two runs' numbers are comparable; without a GPU, the CPU
+    is the device, so its model is one of them."""
     key = {name: stack.get(name) for name in STACK_FIELDS}
+    key["cpu"] = None if stack.get("gpu") else stack.get("cpu_model")
     key.update({f"package {name}": version for name, version in sorted((stack.get("packages") or {}).items())
                 if version is not None})  # not installed = not listed, as in runs that did not ask
     return key
 
 
+def differing_fields(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The stack fields whose values differ, in the order the stacks list them."""
+    return [name for name in dict.fromkeys([*base, *new]) if base.get(name) != new.get(name)]
+
+
 def stack_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`name: base -> new` for every stack field that differs."""
-    return [f"{name}: {base.get(name)} -> {new.get(name)}" for name in sorted(set(base) | set(new))
-            if base.get(name) != new.get(name)]
+    return [f"{name}: {base.get(name)} -> {new.get(name)}" for name in sorted(differing_fields(base, new))]
+
+
+PYTEST_EXIT = {1: "a case failed", 2: "interrupted", 3: "pytest's internal error", 4: "a usage error"}
+
+
+def _exit_text(status: int | None) -> str:
+    if status is None:
+        return "no exit status: it was stopped before it ended (killed, or its job ran out of time)"
+    if status > 128:
+        return f"killed by signal {status - 128}"
+    return f"pytest exit status {status}" + (f" ({PYTEST_EXIT[status]})" if status in PYTEST_EXIT else "")
+
+
+def shard_problems(shards: dict[str, Any] | None) -> list[str]:
+    """One line per missing or failed shard of a merged run's accounting (none for a complete run):
+    `SHARD MISSING 1/4: ...`, `SHARD FAILED 3/4: pytest exit status 1 (a case failed)`."""
+    if not shards:
+        return []
+    count = shards.get("count")
+    lines = [f"SHARD MISSING {index}/{count}: no run or shard folder of it was merged (its job did not run, "
+             "or its folder or artifact was lost); its cases are not in this run" for index in shards.get("missing", [])]
+    lines += [f"SHARD FAILED {failed['index']}/{count}: {_exit_text(failed.get('exit_status'))}; the cases it "
+              "recorded are merged" for failed in shards.get("failed", [])]
+    return lines

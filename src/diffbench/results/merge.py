@@ -1,5 +1,6 @@
-"""`diffbench merge`: join run folders (the shards of a multi-GPU run, say) into one run folder that
-`diffbench report` and `diffbench compare` read like any other."""
+"""`diffbench merge`: join run folders (the shards of a multi-GPU or multi-machine run, say) into one run
+folder that `diffbench report` and `diffbench compare` read like any other, recording the machine each
+case ran on and, for shards, which of them are missing or failed."""
 
 from __future__ import annotations
 
@@ -11,15 +12,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffbench.errors import DiffbenchError
-from diffbench.results.history import HistoryError, Run, load_run, read_run_meta, stack_differences, stack_key
+from diffbench.errors import DiffbenchError, OptionError
+from diffbench.results.history import (HistoryError, Run, load_run, read_run_meta, shard_problems, stack_differences,
+                               stack_key)
 from diffbench.results.records import atomic_path, json_safe, write_text_atomically
+from diffbench.results.shard import Shard, parse_shard
 
 PART_KEYS = ("run_id", "started", "commit", "command", "settings")  # what run.json keeps of each part
+SHARD_FILE = "shard.json"  # what .ci/shard-run leaves in a shard's folder: {"shard": "1/4", "exit_status": 0}
+NO_CASE = 5  # pytest's exit status when a shard had no case to run
 
 
 class MergeError(DiffbenchError):
     """The runs cannot be merged (a case in two of them, an output folder that already holds a run)."""
+
+
+@dataclass
+class ShardFolder:
+    """A shard's folder as .ci/shard-run writes it: shard.json and the shard's run folder, if it made one."""
+
+    folder: Path
+    shard: Shard | None  # None: no shard.json; the runs' settings say which shard it was
+    exit_status: int | None  # pytest's; None: no shard.json, so the shard was stopped before it ended
+    runs: list[Path]
+
+
+def read_shard_folder(folder: Path) -> ShardFolder | None:
+    """The shard in `folder`; None when it is no shard's folder (a run folder, a file, a folder of neither)."""
+    runs = sorted(path.parent for path in folder.glob("*/results.jsonl")) if folder.is_dir() else []
+    path = folder / SHARD_FILE
+    if (folder / "results.jsonl").is_file() or not (path.is_file() or runs):
+        return None
+    if not path.is_file():
+        return ShardFolder(folder, None, None, runs)
+    try:
+        data = json.loads(path.read_text())
+        shard, status = parse_shard(str(data["shard"])), data["exit_status"]
+    except (OSError, ValueError, KeyError, TypeError, OptionError) as error:
+        raise MergeError(f"{path} is not a shard's record ({{\"shard\": \"1/4\", \"exit_status\": 0}}, as "
+                         f".ci/shard-run writes it): {error}") from None
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise MergeError(f"{path}: exit_status {status!r} is not a whole number (pytest's exit status)")
+    return ShardFolder(folder, shard, status, runs)
 
 
 @dataclass
@@ -31,6 +65,7 @@ class Merged:
     replaced: list[str] = field(default_factory=list)
     stack_differences: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the runs' readers left out (a torn last line)
+    shard_problems: list[str] = field(default_factory=list)  # missing or failed shards (`SHARD ...` lines)
 
 
 def _read_meta(run: Run) -> dict[str, Any]:
@@ -83,48 +118,128 @@ def _copy_image(record: dict[str, Any], run: Run, out: Path) -> None:
     _copy_atomically(source, out / relative)
 
 
-def _run_meta(runs: list[Run], metas: list[dict], chosen: dict[str, tuple[dict, Run]], out: Path,
-              command: list[str]) -> dict[str, Any]:
-    """run.json of the merged run: the first part's stack, and each part with its own stack and cases."""
-    stacks = [meta.get("stack") or {} for meta in metas]
-    differences = sorted({difference for stack in stacks[1:]
-                          for difference in stack_differences(stack_key(stacks[0]), stack_key(stack))})
-    commits = {meta.get("commit") for meta in metas}
+def _shard_of_part(part: dict[str, Any], origin: ShardFolder | None) -> str | None:
+    """`1/4`: the shard a part ran, from its settings (--shard) or its shard folder; MergeError if they differ."""
+    ran = part.get("shard") or (part.get("settings") or {}).get("shard")
+    if origin is not None and origin.shard is not None:
+        if ran is not None and ran != str(origin.shard):
+            raise MergeError(f"{part['source']} ran shard {ran}, but {origin.folder / SHARD_FILE} says "
+                             f"{origin.shard}: a shard's folder must hold its own run only")
+        ran = str(origin.shard)
+    return ran
+
+
+def _parts_of(run: Run, meta: dict[str, Any], origin: ShardFolder | None, taken: set[str]) -> list[dict[str, Any]]:
+    """The parts a merged run lists for `run`: its own (a merged run's parts, flattened, so every case keeps
+    its machine), each with its stack, shard, the cases `taken` from it, and pytest's exit status when it
+    came from a shard's folder."""
+    own = {key: meta.get(key) for key in PART_KEYS}
+    own.update(source=str(run.source), run_id=meta.get("run_id") or run.run_id, stack=meta.get("stack") or {},
+               cases=list(run.records))
     parts = []
-    for run, meta, stack in zip(runs, metas, stacks):
-        part = {key: meta.get(key) for key in PART_KEYS}
-        part.update(source=str(run.source), run_id=meta.get("run_id") or run.run_id, stack=stack,
-                    cases=[case for case, (_, owner) in chosen.items() if owner is run])
+    for part in meta.get("parts") or [own]:
+        part = {**part, "cases": [case for case in part.get("cases") or [] if case in taken]}
+        part["shard"] = _shard_of_part(part, origin)
+        if origin is not None:
+            part["exit_status"] = origin.exit_status
         parts.append(part)
-    return {"run_id": out.name,
-            "started": min((str(meta["started"]) for meta in metas if meta.get("started")), default=None),
-            "commit": commits.pop() if len(commits) == 1 else None,
-            "stack": stacks[0], "stack_differences": differences, "command": command, "parts": parts}
+    return parts
 
 
-def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False) -> Merged:
-    """Write one run folder at `out` with every case of `specs` (run folders or anything `load_run` reads)."""
-    runs = [load_run(spec) for spec in specs]
+def _empty_part(origin: ShardFolder) -> dict[str, Any]:
+    """The part of a shard's folder without a run: a shard with no case (exit status 5), or one that broke
+    before it recorded any."""
+    return {"source": str(origin.folder), "run_id": None, "stack": {}, "cases": [],
+            "shard": str(origin.shard) if origin.shard else None, "exit_status": origin.exit_status}
+
+
+def account_shards(parts: list[dict[str, Any]], count: int | None) -> dict[str, Any] | None:
+    """Which shards of `count` (default: the count the parts' shards name) were merged, had no case, failed
+    or are missing; a shard found in several parts is judged by the last. None when no part is a shard."""
+    counts = {parse_shard(part["shard"]).count for part in parts if part.get("shard")}
+    if count is None and len(counts) > 1:
+        raise MergeError(f"the runs are shards of {len(counts)} different splits (into {sorted(counts)} "
+                         "shards): give --shards N to say which split to account for")
+    count = count if count is not None else next(iter(counts), None)
+    if count is None:
+        return None
+    last: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        shard = parse_shard(part["shard"]) if part.get("shard") else None
+        if shard is not None and shard.count == count:
+            last[shard.index] = part
+    status = {index: part.get("exit_status", 0) for index, part in sorted(last.items())}  # no key: not judged
+    failed = [{"index": index, "exit_status": code} for index, code in status.items() if code not in (0, NO_CASE)]
+    missing = [index for index in range(count) if index not in last]
+    return {"count": count, "merged": [index for index, part in sorted(last.items()) if part["cases"]],
+            "empty": [index for index, code in status.items() if code == NO_CASE], "missing": missing,
+            "failed": failed, "complete": not (missing or failed)}
+
+
+def _run_meta(parts: list[dict[str, Any]], first_stack: dict[str, Any], out: Path, command: list[str],
+              shard_count: int | None) -> dict[str, Any]:
+    """run.json of the merged run: the first run's stack, the differences of the parts' stacks from it, each
+    part with its own stack and cases, and (for shards) which are missing or failed."""
+    differences = sorted({difference for part in parts if part["cases"]
+                          for difference in stack_differences(stack_key(first_stack), stack_key(part["stack"]))})
+    commits = {part.get("commit") for part in parts if part["cases"]}
+    started = [str(part["started"]) for part in parts if part.get("started")]
+    return {"run_id": out.name, "started": min(started, default=None),
+            "commit": commits.pop() if len(commits) == 1 else None, "stack": first_stack,
+            "stack_differences": differences, "command": command, "parts": parts,
+            "shards": account_shards(parts, shard_count)}
+
+
+def _expand(specs: list[str | Path]) -> tuple[list[tuple[str | Path, ShardFolder | None]], list[ShardFolder]]:
+    """The runs to merge, each with the shard folder it came from (None: given as a run), and the shard
+    folders that hold no run."""
+    runs, empty = [], []
+    for spec in specs:
+        origin = read_shard_folder(Path(spec))
+        if origin is None:
+            runs.append((spec, None))
+        elif origin.runs:
+            runs += [(folder, origin) for folder in origin.runs]
+        else:
+            empty.append(origin)
+    if not runs:
+        raise MergeError(f"none of the {len(specs)} folder(s) given holds a run: every shard had no case or "
+                         f"broke before recording one (their logs say why)")
+    return runs, empty
+
+
+def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False,
+               shard_count: int | None = None) -> Merged:
+    """Write one run folder at `out` with every case of `specs`: run folders, anything `load_run` reads, or
+    shards' folders (.ci/shard-run's: shard.json and the shard's run folder), checked against `shard_count`."""
+    inputs, empty = _expand(specs)
+    runs = [load_run(spec) for spec, _ in inputs]
     out = Path(out)
     _check_output(out, runs)
     chosen, replaced = _choose_records(runs, prefer_last)
     metas = [_read_meta(run) for run in runs]
+    parts = [part for run, meta, (_, origin) in zip(runs, metas, inputs)
+             for part in _parts_of(run, meta, origin, {case for case, (_, owner) in chosen.items() if owner is run})]
+    command = ["diffbench", "merge", *map(str, specs), "--out", str(out)] + ["--prefer-last"] * prefer_last
+    command += ["--shards", str(shard_count)] if shard_count is not None else []
+    meta = _run_meta(parts + [_empty_part(origin) for origin in empty], metas[0].get("stack") or {}, out,
+                     command, shard_count)
     (out / "images").mkdir(parents=True, exist_ok=True)
     for record, run in chosen.values():
         _copy_image(record, run, out)
-    command = ["diffbench", "merge", *map(str, specs), "--out", str(out)] + ["--prefer-last"] * prefer_last
-    meta = _run_meta(runs, metas, chosen, out, command)
     write_text_atomically(out / "run.json", json.dumps(json_safe(meta), indent=2) + "\n")
     records = [record for record, _ in chosen.values()]
     lines = "".join(json.dumps(json_safe(record), allow_nan=False) + "\n" for record in records)
     write_text_atomically(out / "results.jsonl", lines)  # last: a folder with results.jsonl is complete
-    return Merged(out, records, replaced, meta["stack_differences"], [w for run in runs for w in run.warnings])
+    return Merged(out, records, replaced, meta["stack_differences"], [w for run in runs for w in run.warnings],
+                  shard_problems(meta["shards"]))
 
 
 def merge_command(arguments: argparse.Namespace) -> int:
-    """Exit 0: merged; 2: a run cannot be read, a case is in two runs, or the folder cannot be written."""
+    """Exit 0: merged; 1: merged, but a shard is missing or failed (`SHARD` lines); 2: a run cannot be read,
+    a case is in two runs, or the folder cannot be written."""
     try:
-        merged = merge_runs(arguments.runs, arguments.out, arguments.prefer_last)
+        merged = merge_runs(arguments.runs, arguments.out, arguments.prefer_last, arguments.shards)
     except (HistoryError, MergeError) as error:
         print(f"diffbench merge: {error}", file=sys.stderr)
         return 2
@@ -134,9 +249,12 @@ def merge_command(arguments: argparse.Namespace) -> int:
     for warning in merged.warnings:
         print(f"diffbench merge: warning: {warning}", file=sys.stderr)
     if merged.stack_differences:
-        print("diffbench merge: warning: the runs' stacks differ, so may their numbers: "
-              + "; ".join(merged.stack_differences), file=sys.stderr)
+        print("diffbench merge: warning: the runs' stacks differ, so may their numbers (run.json records each "
+              "case's machine, and compare calls a case measured on another one not comparable): " + "; ".join(merged.stack_differences),
+              file=sys.stderr)
     for case in merged.replaced:
         print(f"diffbench merge: {case}: kept the record of the run given last (--prefer-last)", file=sys.stderr)
     print(f"merged {len(arguments.runs)} run(s), {len(merged.records)} case(s), into {merged.folder}")
-    return 0
+    for line in merged.shard_problems:
+        print(line)
+    return 1 if merged.shard_problems else 0

@@ -1,4 +1,4 @@
-"""Judge committed selfcheck rounds with the committed code: python /tmp/recompute.py FOLDER"""
+"""Judge committed selfcheck rounds with the code of commit 14f3aa3 (`git show 14f3aa3:src/diffbench/selfcheck.py`; later selfchecks time per step differently): python judge.py FOLDER"""
 import json, sys
 from diffbench.run.selfcheck import compare_rounds, render
 folder = sys.argv[1]
