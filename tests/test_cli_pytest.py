@@ -1,5 +1,6 @@
 """The pytest entry point as a user runs it: ids, -k selection, usage errors (exit code 4)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,4 +50,6 @@ def test_a_tiny_case_end_to_end_writes_benchmark_json_results_and_summary(tmp_pa
     assert benchmark["machine_info"]["diffbench"]["packages"]["diffusers"]
     (run_folder,) = (tmp_path / "runs").iterdir()
     assert (run_folder / "images" / "tiny-sdxl-t2i-128-eager.png").is_file()
-    assert "diffbench results" in result.stdout and "| tiny-sdxl-t2i-128-eager | ok |" in result.stdout
+    # "ok (contended)" where other processes shared the cores (a busy CI machine): still ok.
+    assert "diffbench results" in result.stdout
+    assert re.search(r"\| tiny-sdxl-t2i-128-eager \| ok( \(contended\))? \|", result.stdout)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,7 +53,8 @@ def test_the_results_table_fits_a_terminal_and_gives_a_skip_reason_once(run):
     rows = [line for line in section.splitlines() if line.startswith("| sdxl-t2i-")]
     assert len(rows) == 4 and all("| skipped [1] |" in row for row in rows), section
     assert section.count("no supported GPU: sdxl is a full-size model") == 1
-    assert f"| {TINY}-eager | ok |" in section and f"| {TINY}-compile | ok |" in section
+    for backend in ("eager", "compile"):  # "ok (contended)" where other processes shared the cores
+        assert re.search(rf"\| {TINY}-{backend} \| ok( \(contended\))? \|", section)
 
 
 def test_run_json_settings_are_json_a_script_can_read(run):

@@ -100,12 +100,16 @@ class CompileBackend(Backend):
         if "controlnet" in components and controlnet:
             pipe.controlnet = torch.compile(pipe.controlnet, **kwargs)
         if "vae" in components:
-            # Pipelines call vae.decode, not forward. A shallow copy carries the compiled method
-            # without touching the cached VAE object.
-            vae = pipe.vae if in_place else copy.copy(pipe.vae)
-            vae.decode = torch.compile(vae.decode, **kwargs)
-            pipe.vae = vae
+            compile_vae_decode(pipe, kwargs, in_place)
         return pipe
+
+
+def compile_vae_decode(pipe: Any, kwargs: dict[str, Any], in_place: bool) -> None:
+    """Compile `pipe.vae.decode` (pipelines call decode, not forward). Unless the VAE is already the case's
+    own copy (`in_place`), a shallow copy carries the compiled method without touching the cached VAE."""
+    vae = pipe.vae if in_place else copy.copy(pipe.vae)
+    vae.decode = torch.compile(vae.decode, **kwargs)
+    pipe.vae = vae
 
 
 @register
