@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from diffbench.backends.base import denoiser_name, own, register
+from diffbench.backends.base import own, register
 from diffbench.backends.compile import CompileBackend, compile_vae_decode
 from diffbench.errors import OptionError
+from diffbench.measure.stages import denoiser_name
 
 
 def repeated_block_names(model: torch.nn.Module) -> list[str]:

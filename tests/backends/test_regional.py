@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from diffbench.backends.base import denoiser_name, get_backend_class
+from diffbench.backends.base import get_backend_class
 from diffbench.backends.regional import repeated_block_names
-from diffbench.catalog import MODELS
+from diffbench.models.catalog import MODELS
 from diffbench.errors import OptionError
-from diffbench.settings import expand_matrix
+from diffbench.measure.stages import denoiser_name
+from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
 
 FAST = {"tasks": "t2i", "resolutions": "64", "rounds": 1, "prompts": 1, "steps": 2, "warmups": 0,
