@@ -12,6 +12,10 @@ from gpu_probe import Probe
 from diffbench.measure.timing import StepTimer
 
 probe = Probe(default_rounds=6)
-probe.interleave({"no callback": lambda: {},
-                  "no-op callback": lambda: {"callback_on_step_end": lambda pipe, step, timestep, kwargs: kwargs},
-                  "StepTimer": lambda: {"callback_on_step_end": StepTimer(probe.device)}})
+probe.interleave(
+    {
+        "no callback": lambda: {},
+        "no-op callback": lambda: {"callback_on_step_end": lambda pipe, step, timestep, kwargs: kwargs},
+        "StepTimer": lambda: {"callback_on_step_end": StepTimer(probe.device)},
+    }
+)

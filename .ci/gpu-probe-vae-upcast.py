@@ -16,6 +16,7 @@ def upcast(value: bool):
     def prepare() -> dict:
         probe.pipe.vae.register_to_config(force_upcast=value)
         return {}
+
     return prepare
 
 

@@ -24,8 +24,9 @@ class Probe:
         arch, self.device, size = (argv[1], argv[2], int(argv[3])) if len(argv) > 1 else ("sdxl", "cuda", 1024)
         self.pipe = build_random_pipeline(arch, torch.float16 if self.device == "cuda" else torch.float32, self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.kwargs = dict(prompt="a cat sitting on a lap", height=size, width=size, num_inference_steps=10,
-                           output_type="np")
+        self.kwargs = dict(
+            prompt="a cat sitting on a lap", height=size, width=size, num_inference_steps=10, output_type="np"
+        )
 
     def call(self, **extra: Any) -> Any:
         return self.pipe(generator=torch.Generator("cpu").manual_seed(333), **self.kwargs, **extra).images
@@ -38,8 +39,13 @@ class Probe:
         for _ in range(self.rounds):
             for name, prepare in variants.items():
                 seconds[name].append(timed(self.device, self.call, **prepare())[0])
-        result = {"device": torch.cuda.get_device_name() if self.device == "cuda" else self.device,
-                  "torch": torch.__version__, "vae_dtype": str(self.pipe.vae.dtype), "warmup_s": warm,
-                  "seconds": seconds, "median_s": {n: statistics.median(s) for n, s in seconds.items()}}
+        result = {
+            "device": torch.cuda.get_device_name() if self.device == "cuda" else self.device,
+            "torch": torch.__version__,
+            "vae_dtype": str(self.pipe.vae.dtype),
+            "warmup_s": warm,
+            "seconds": seconds,
+            "median_s": {n: statistics.median(s) for n, s in seconds.items()},
+        }
         print(json.dumps(result, indent=1))
         return result

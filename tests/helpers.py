@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffbench.run.isolated_case import RoundsBenchmark
-from diffbench.results.records import RunFolder
-from diffbench.run.session import BenchSession
 from diffbench.config.settings import build_settings
+from diffbench.results.records import RunFolder
+from diffbench.run.isolated_case import RoundsBenchmark
+from diffbench.run.session import BenchSession
 
 
 class RecordingBenchmark(RoundsBenchmark):
@@ -26,8 +26,14 @@ class RecordingBenchmark(RoundsBenchmark):
 
 def make_session(tmp_path: Path, **raw: Any) -> BenchSession:
     """A BenchSession over tiny models with fast defaults; `raw` are option values as typed."""
-    values = {"models": "tiny-sdxl", "backends": "eager", "rounds": 2, "prompts": 2, "steps": 3,
-              "results_dir": str(tmp_path / "runs")}
+    values = {
+        "models": "tiny-sdxl",
+        "backends": "eager",
+        "rounds": 2,
+        "prompts": 2,
+        "steps": 3,
+        "results_dir": str(tmp_path / "runs"),
+    }
     values.update(raw)
     settings = build_settings(values)
     return BenchSession(settings, RunFolder(settings.results_dir))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffbench.models.catalog import MODELS
 from diffbench.cli import main
+from diffbench.models.catalog import MODELS
 
 SCRIPT = Path(sys.executable).parent / "diffbench"
 
@@ -43,10 +43,13 @@ def test_models_line_up_in_columns(capsys):
 def test_backends_that_need_cuda_say_so_without_third_party_noise():
     result = diffbench("backends")
     assert "Failed to load" not in result.stderr and "_pytree" not in result.stderr, result.stderr
-    status = {line.split()[0]: line.split(None, 1)[1] for line in result.stdout.splitlines() if not line.startswith(" ")}
+    status = {
+        line.split()[0]: line.split(None, 1)[1] for line in result.stdout.splitlines() if not line.startswith(" ")
+    }
     assert status["eager"] == "available" and status["int8"] == "available"
-    assert status["compile-cudagraphs"] == ("needs CUDA (none here): compile mode 'reduce-overhead' uses CUDA graphs "
-                                            "and needs a CUDA device")
+    assert status["compile-cudagraphs"] == (
+        "needs CUDA (none here): compile mode 'reduce-overhead' uses CUDA graphs and needs a CUDA device"
+    )
     assert status["offload"].startswith("needs CUDA (none here): ") and status["fp8"].startswith("needs CUDA")
     assert "skips every model" not in result.stdout
 

@@ -9,8 +9,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_pytest(*args):
-    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_keyword_selection_matches_readable_ids():
@@ -35,8 +40,18 @@ def test_a_task_with_no_case_is_reported_not_crashed():
 
 
 def test_a_tiny_case_end_to_end_writes_benchmark_json_results_and_summary(tmp_path):
-    result = run_pytest("-k", "tiny-sdxl-t2i and eager", "--rounds", "2", "--prompts", "1",
-                        "--results-dir", str(tmp_path / "runs"), "--benchmark-json", str(tmp_path / "b.json"))
+    result = run_pytest(
+        "-k",
+        "tiny-sdxl-t2i and eager",
+        "--rounds",
+        "2",
+        "--prompts",
+        "1",
+        "--results-dir",
+        str(tmp_path / "runs"),
+        "--benchmark-json",
+        str(tmp_path / "b.json"),
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     import json
 

@@ -23,28 +23,67 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 MATRIX_WORKFLOW = ROOT / ".github" / "workflows" / "nightly-matrix.yml"
 WORKFLOWS = [WORKFLOW, MATRIX_WORKFLOW]
-SCRIPTS = [ROOT / ".ci" / name for name in ("nightly", "multi-gpu", "shard-run", "shard-merge", "run", "setup", "bench",
-                                            "gpu-run", "gpu-matrix", "gpu-probe-harness", "onediff-env",
-                                            "slurm/submit", "slurm/shard.sbatch", "slurm/merge.sbatch")]
+SCRIPTS = [
+    ROOT / ".ci" / name
+    for name in (
+        "nightly",
+        "multi-gpu",
+        "shard-run",
+        "shard-merge",
+        "run",
+        "setup",
+        "bench",
+        "gpu-run",
+        "gpu-matrix",
+        "gpu-probe-harness",
+        "onediff-env",
+        "slurm/submit",
+        "slurm/shard.sbatch",
+        "slurm/merge.sbatch",
+    )
+]
 # Two reference groups (t2i, i2i) of one case each: one per shard.
-ARGUMENTS = ("-q", "-k", "tiny-sdxl", "--backends", "eager", "--device", "cpu", "--steps", "2", "--rounds", "1",
-             "--prompts", "1")
+ARGUMENTS = (
+    "-q",
+    "-k",
+    "tiny-sdxl",
+    "--backends",
+    "eager",
+    "--device",
+    "cpu",
+    "--steps",
+    "2",
+    "--rounds",
+    "1",
+    "--prompts",
+    "1",
+)
 CASES = {"tiny-sdxl-t2i-128-eager", "tiny-sdxl-i2i-128-eager"}
 E2E_KEYS = ("e2e_s", "e2e_min_s", "e2e_max_s", "e2e_stdev_s", "e2e_iqr_s")
 
-pytestmark = pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "activate").is_file(),
-                                reason="the CI scripts run in the project's .venv, which is not set up (.ci/setup)")
+pytestmark = pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "activate").is_file(),
+    reason="the CI scripts run in the project's .venv, which is not set up (.ci/setup)",
+)
 
 
 def nightly(root: Path, night: str) -> subprocess.CompletedProcess:
     """`.ci/nightly` as the workflow runs it, on the CPU with two shards, histories under `root`."""
-    environment = {**os.environ, "DIFFBENCH_SKIP_SETUP": "1", "DIFFBENCH_SHARDS": "2",
-                   "DIFFBENCH_HISTORY_DIR": str(root / "history"), "DIFFBENCH_NIGHTLY_DIR": str(root / night),
-                   # Two processes on 2 cores: a thread each. No GPU, no hub.
-                   "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    environment = {
+        **os.environ,
+        "DIFFBENCH_SKIP_SETUP": "1",
+        "DIFFBENCH_SHARDS": "2",
+        "DIFFBENCH_HISTORY_DIR": str(root / "history"),
+        "DIFFBENCH_NIGHTLY_DIR": str(root / night),
+        # Two processes on 2 cores: a thread each. No GPU, no hub.
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "HF_HUB_OFFLINE": "1",
+    }
     environment.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run(["bash", ".ci/nightly", *ARGUMENTS], cwd=ROOT, env=environment, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        ["bash", ".ci/nightly", *ARGUMENTS], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900
+    )
 
 
 def nights(root: Path) -> list[Path]:
@@ -115,10 +154,22 @@ def test_folders_of_an_earlier_night_are_refused_not_mixed_in(tmp_path):
     environment = {**os.environ, "DIFFBENCH_SKIP_SETUP": "1", "DIFFBENCH_HISTORY_DIR": str(tmp_path / "history")}
     (tmp_path / "night" / "report").mkdir(parents=True)
     (tmp_path / "multi" / "shards").mkdir(parents=True)
-    night = subprocess.run(["bash", ".ci/nightly", *ARGUMENTS], cwd=ROOT, capture_output=True, text=True,
-                           env={**environment, "DIFFBENCH_NIGHTLY_DIR": str(tmp_path / "night")}, timeout=60)
-    multi = subprocess.run(["bash", ".ci/multi-gpu", *ARGUMENTS], cwd=ROOT, capture_output=True, text=True,
-                           env={**environment, "DIFFBENCH_MULTI_DIR": str(tmp_path / "multi")}, timeout=60)
+    night = subprocess.run(
+        ["bash", ".ci/nightly", *ARGUMENTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**environment, "DIFFBENCH_NIGHTLY_DIR": str(tmp_path / "night")},
+        timeout=60,
+    )
+    multi = subprocess.run(
+        ["bash", ".ci/multi-gpu", *ARGUMENTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**environment, "DIFFBENCH_MULTI_DIR": str(tmp_path / "multi")},
+        timeout=60,
+    )
     assert night.returncode == 2 and "is not empty (an earlier night?)" in night.stderr
     assert multi.returncode == 2 and "already holds shards of an earlier run" in multi.stderr
     assert not (tmp_path / "history").exists()
@@ -148,33 +199,63 @@ def test_the_matrix_workflow_shards_over_gpu_runners_and_merges_whatever_they_di
     assert benchmark["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan.outputs.indices) }}"
     assert gate["needs"] == ["plan", "benchmark"] and gate["if"] == "${{ always() && needs.plan.result == 'success' }}"
     steps = re.findall(r"run:\s*(bash .+)", text)  # the work is in the scripts the Slurm version calls too
-    assert steps == ['bash .ci/shard-run "$SHARD" "$COUNT" -k "$SELECTION" --weights "$WEIGHTS"',
-                     'bash .ci/shard-merge -k "$SELECTION" --weights "$WEIGHTS"']
+    assert steps == [
+        'bash .ci/shard-run "$SHARD" "$COUNT" -k "$SELECTION" --weights "$WEIGHTS"',
+        'bash .ci/shard-merge -k "$SELECTION" --weights "$WEIGHTS"',
+    ]
     assert "name: diffbench-shard-${{ matrix.shard }}" in text and "pattern: diffbench-shard-*" in text
 
 
 def test_the_slurm_script_queues_an_array_of_shards_then_the_merge_after_any(tmp_path):
     """.ci/slurm/submit against a stand-in sbatch that records its arguments and answers a job id."""
     calls = tmp_path / "calls"
-    (tmp_path / "sbatch").write_text(f'#!/usr/bin/env bash\nprintf "%s|" "$@" >> {calls}\necho >> {calls}\n'
-                                     'echo "$((4242 + $(wc -l < ' + str(calls) + ')));cluster"\n')
+    (tmp_path / "sbatch").write_text(
+        f'#!/usr/bin/env bash\nprintf "%s|" "$@" >> {calls}\necho >> {calls}\n'
+        'echo "$((4242 + $(wc -l < ' + str(calls) + ')));cluster"\n'
+    )
     (tmp_path / "sbatch").chmod(0o755)
-    environment = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "DIFFBENCH_SKIP_SETUP": "1",
-                   "DIFFBENCH_SHARDS": "3", "DIFFBENCH_NIGHTLY_DIR": str(tmp_path / "night"),
-                   "DIFFBENCH_SBATCH": "--partition=gpu --account=bench"}
-    result = subprocess.run(["bash", ".ci/slurm/submit", "-k", "sdxl and 1024", "--weights", "random"], cwd=ROOT,
-                            env=environment, capture_output=True, text=True, timeout=60)
+    environment = {
+        **os.environ,
+        "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+        "DIFFBENCH_SKIP_SETUP": "1",
+        "DIFFBENCH_SHARDS": "3",
+        "DIFFBENCH_NIGHTLY_DIR": str(tmp_path / "night"),
+        "DIFFBENCH_SBATCH": "--partition=gpu --account=bench",
+    }
+    result = subprocess.run(
+        ["bash", ".ci/slurm/submit", "-k", "sdxl and 1024", "--weights", "random"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     shards, merge = [line.split("|")[:-1] for line in calls.read_text().splitlines()]
     night = tmp_path / "night"
-    assert shards == ["--parsable", "--partition=gpu", "--account=bench", "--array=0-2",
-                      f"--output={night}/logs/slurm-%A_%a.out", ".ci/slurm/shard.sbatch", "-k", "sdxl and 1024",
-                      "--weights", "random"]
+    assert shards == [
+        "--parsable",
+        "--partition=gpu",
+        "--account=bench",
+        "--array=0-2",
+        f"--output={night}/logs/slurm-%A_%a.out",
+        ".ci/slurm/shard.sbatch",
+        "-k",
+        "sdxl and 1024",
+        "--weights",
+        "random",
+    ]
     assert merge[:4] == ["--parsable", "--partition=gpu", "--account=bench", "--dependency=afterany:4243"]
     assert merge[5:] == [".ci/slurm/merge.sbatch", "-k", "sdxl and 1024", "--weights", "random"]
     assert "array job 4243 and the merge as job 4244" in result.stdout
-    bad = subprocess.run(["bash", ".ci/slurm/submit"], cwd=ROOT, env={**environment, "DIFFBENCH_SHARDS": "0"},
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        ["bash", ".ci/slurm/submit"],
+        cwd=ROOT,
+        env={**environment, "DIFFBENCH_SHARDS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "set DIFFBENCH_SHARDS to the number of array tasks" in bad.stderr
     for script, calls_ in (("shard.sbatch", ".ci/shard-run"), ("merge.sbatch", ".ci/shard-merge")):
         assert f"exec bash {calls_} " in (ROOT / ".ci" / "slurm" / script).read_text()  # the Actions jobs' steps
@@ -207,24 +288,30 @@ def test_the_workflow_passes_actionlint(tmp_path, workflow):
     if name == "actionlint":
         config = tmp_path / "actionlint.yaml"
         config.write_text(ACTIONLINT_CONFIG)
-        result = subprocess.run([path, "-config-file", str(config), "-oneline", str(workflow)],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [path, "-config-file", str(config), "-oneline", str(workflow)], capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return
     # The WebAssembly build reads no config file: the one finding allowed is a custom label of ours.
-    result = subprocess.run([path, str(workflow.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [path, str(workflow.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     findings = re.findall(r"^\S+:\d+:\d+ .*$", result.stdout, flags=re.MULTILINE)
-    unexpected = [line for line in findings
-                  if not re.search(r'label "(gpu|diffbench-history)" is unknown.*\[ ?runner-label ?\]$', line)]
+    unexpected = [
+        line
+        for line in findings
+        if not re.search(r'label "(gpu|diffbench-history)" is unknown.*\[ ?runner-label ?\]$', line)
+    ]
     assert result.returncode in (0, 1) and not unexpected, result.stdout + result.stderr
     assert "Checking 1 workflow file" in result.stdout  # it did read the file
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_the_workflow_passes_zizmor(workflow):
-    result = subprocess.run([tool("zizmor")[1], "--offline", str(workflow)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [tool("zizmor")[1], "--offline", str(workflow)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -25,9 +25,30 @@ WIDTH = 120
 def run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """Tiny SDXL eager and compile (dynamo only) for real, and four full-size cases that skip for want of a GPU."""
     results_dir = tmp_path_factory.mktemp("runs")
-    command = [sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", "--models", "tiny-sdxl,sdxl",
-               "--tasks", "t2i", "--backends", "eager,compile", "--compiler-config", '{"backend": "eager"}',
-               "--rounds", "2", "--prompts", "1", "--steps", "2", "--results-dir", str(results_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/",
+        "-p",
+        "no:cacheprovider",
+        "--models",
+        "tiny-sdxl,sdxl",
+        "--tasks",
+        "t2i",
+        "--backends",
+        "eager,compile",
+        "--compiler-config",
+        '{"backend": "eager"}',
+        "--rounds",
+        "2",
+        "--prompts",
+        "1",
+        "--steps",
+        "2",
+        "--results-dir",
+        str(results_dir),
+    ]
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -38,9 +59,14 @@ def run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
 def test_each_phase_is_a_short_line_by_default(run):
     result, _ = run
     lines = [line for line in result.stdout.splitlines() if line.startswith("diffbench: ")]
-    expected = ["diffbench: building tiny-sdxl", f"diffbench: {TINY}-eager: 1+ warmup call(s)",
-                f"diffbench: {TINY}-compile: 1+ warmup call(s) (this is where it compiles)",
-                f"diffbench: {TINY}-compile: warmup ", "s; timing 2 rounds", f"diffbench: {TINY}-compile: E2E median"]
+    expected = [
+        "diffbench: building tiny-sdxl",
+        f"diffbench: {TINY}-eager: 1+ warmup call(s)",
+        f"diffbench: {TINY}-compile: 1+ warmup call(s) (this is where it compiles)",
+        f"diffbench: {TINY}-compile: warmup ",
+        "s; timing 2 rounds",
+        f"diffbench: {TINY}-compile: E2E median",
+    ]
     for text in expected:
         assert any(text in line for line in lines), (text, lines)
     assert all(len(line) <= WIDTH for line in lines), lines

@@ -16,9 +16,16 @@ from diffbench.run.selfcheck import add_selfcheck_command
 
 
 def show_models(_: argparse.Namespace) -> int:
-    rows = [(spec.name, spec.hub_id or "committed tiny configs (CPU)", f"steps={spec.default_steps}",
-             f"sizes={','.join(spec.default_resolutions)}", ", ".join(f"{task}={cls}" for task, cls in spec.pipelines.items()))
-            for spec in MODELS.values()]
+    rows = [
+        (
+            spec.name,
+            spec.hub_id or "committed tiny configs (CPU)",
+            f"steps={spec.default_steps}",
+            f"sizes={','.join(spec.default_resolutions)}",
+            ", ".join(f"{task}={cls}" for task, cls in spec.pipelines.items()),
+        )
+        for spec in MODELS.values()
+    ]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     for row in rows:  # columns as wide as their longest entry (realvisxl-lightning-5step)
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
@@ -78,8 +85,17 @@ def show_env(_: argparse.Namespace) -> int:
     from diffbench.results.environment import extras
 
     installed = extras()
-    print(json.dumps({**stack_info(), "extras": installed if installed is not None else
-                      "unknown: diffbench is not installed as a package (pip install -e .)"}, indent=2))
+    print(
+        json.dumps(
+            {
+                **stack_info(),
+                "extras": installed
+                if installed is not None
+                else "unknown: diffbench is not installed as a package (pip install -e .)",
+            },
+            indent=2,
+        )
+    )
     return show_backends(_)
 
 
@@ -108,8 +124,8 @@ def show_table(arguments: argparse.Namespace) -> int:
 
 def fail_thresholds(text: str) -> dict:
     """`--fail` as thresholds per metric; a bad value is argparse's usage error (exit 2)."""
-    from diffbench.results.compare import parse_thresholds
     from diffbench.errors import OptionError
+    from diffbench.results.compare import parse_thresholds
 
     try:
         return parse_thresholds(text)
@@ -144,11 +160,15 @@ def stack_warnings(comparison, arguments: argparse.Namespace) -> bool:
         print(f"diffbench compare: the runs' stacks differ ({named}): not compared (--same-stack)", file=sys.stderr)
         return False
     if machines:
-        print(f"diffbench compare: warning: {len(machines)} case(s) not comparable: measured on another machine or "
-              "stack than in BASE (their rows say how); --across-stacks compares them all the same", file=sys.stderr)
+        print(
+            f"diffbench compare: warning: {len(machines)} case(s) not comparable: measured on another machine or "
+            "stack than in BASE (their rows say how); --across-stacks compares them all the same",
+            file=sys.stderr,
+        )
     elif arguments.across_stacks and (differences or comparison.compared_across):
         named = differences or "; ".join(comparison.compared_across[:3]) + (
-            f"; and {len(comparison.compared_across) - 3} more" if len(comparison.compared_across) > 3 else "")
+            f"; and {len(comparison.compared_across) - 3} more" if len(comparison.compared_across) > 3 else ""
+        )
         print(f"diffbench compare: warning: the runs' stacks differ, so may their numbers: {named}", file=sys.stderr)
     return True
 
@@ -188,34 +208,59 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     from diffbench.results.compare import DEFAULT_FAIL, METRICS
     from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
 
-    compare = commands.add_parser("compare", help="compare two runs; exit 1 on a regression beyond thresholds",
-                                  description="Compare two runs case by case: exit 0 when nothing regressed, "
-                                              "1 when something did (or a change is inconclusive, unless "
-                                              "--inconclusive pass, or a shard of NEW is missing or failed), 2 for "
-                                              "unusable input or runs sharing no case. A case measured on another "
-                                              "machine or stack is 'not comparable' (see --across-stacks).")
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs; exit 1 on a regression beyond thresholds",
+        description="Compare two runs case by case: exit 0 when nothing regressed, "
+        "1 when something did (or a change is inconclusive, unless "
+        "--inconclusive pass, or a shard of NEW is missing or failed), 2 for "
+        "unusable input or runs sharing no case. A case measured on another "
+        "machine or stack is 'not comparable' (see --across-stacks).",
+    )
     compare.add_argument("base", help="BASE run: run folder, results.jsonl, pytest-benchmark JSON or storage id")
     compare.add_argument("new", help="NEW run, in any of the same forms")
-    compare.add_argument("--fail", type=fail_thresholds, default=DEFAULT_FAIL, metavar="METRIC:AMOUNT,...",
-                         help=f"how much worse each metric may get, as a percentage of BASE or an absolute "
-                              f"amount; a metric given overrides only itself (metrics: {', '.join(METRICS)}; "
-                              f"default {DEFAULT_FAIL})".replace("%", "%%"))
-    compare.add_argument("--inconclusive", choices=("fail", "pass"), default="fail",
-                         help="a change for the worse beyond its threshold that the rounds are too few to decide: "
-                              "fail the comparison (default, exit 1) or let it pass; either way it is listed with "
-                              "the rounds that would decide")
+    compare.add_argument(
+        "--fail",
+        type=fail_thresholds,
+        default=DEFAULT_FAIL,
+        metavar="METRIC:AMOUNT,...",
+        help=f"how much worse each metric may get, as a percentage of BASE or an absolute "
+        f"amount; a metric given overrides only itself (metrics: {', '.join(METRICS)}; "
+        f"default {DEFAULT_FAIL})".replace("%", "%%"),
+    )
+    compare.add_argument(
+        "--inconclusive",
+        choices=("fail", "pass"),
+        default="fail",
+        help="a change for the worse beyond its threshold that the rounds are too few to decide: "
+        "fail the comparison (default, exit 1) or let it pass; either way it is listed with "
+        "the rounds that would decide",
+    )
     stacks = compare.add_mutually_exclusive_group()
-    stacks.add_argument("--same-stack", action="store_true",
-                        help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ")
-    stacks.add_argument("--across-stacks", action="store_true",
-                        help="compare a case measured on another machine or stack (GPU, driver, CUDA, torch, "
-                             "packages) all the same, with a warning, as for an A/B of two stacks; by default "
-                             "such a case is 'not comparable', with the difference, and never a regression")
-    compare.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
-                         help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})")
-    compare.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR,
-                         help="run folders, for the skipped and failed cases of a JSON run "
-                              f"(default {DEFAULT_RESULTS_DIR})")
+    stacks.add_argument(
+        "--same-stack",
+        action="store_true",
+        help="refuse (exit 2) to compare runs whose GPU, driver, CUDA, torch or packages differ",
+    )
+    stacks.add_argument(
+        "--across-stacks",
+        action="store_true",
+        help="compare a case measured on another machine or stack (GPU, driver, CUDA, torch, "
+        "packages) all the same, with a warning, as for an A/B of two stacks; by default "
+        "such a case is 'not comparable', with the difference, and never a regression",
+    )
+    compare.add_argument(
+        "--storage",
+        type=Path,
+        default=DEFAULT_STORAGE,
+        help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})",
+    )
+    compare.add_argument(
+        "--results-dir",
+        type=Path,
+        default=DEFAULT_RESULTS_DIR,
+        help=f"run folders, for the skipped and failed cases of a JSON run (default {DEFAULT_RESULTS_DIR})",
+    )
     compare.add_argument("--json", type=Path, metavar="PATH", help="also write the comparison as JSON")
     compare.set_defaults(run=compare_two_runs)
 
@@ -243,23 +288,43 @@ def image_size(text: str) -> int:
 
 
 def add_report_command(commands: argparse._SubParsersAction) -> None:
-    from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
     from diffbench.report.build import DEFAULT_IMAGE_SIZE
+    from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
 
-    report = commands.add_parser("report", help="render runs as Markdown and HTML with charts and image grids",
-                                 description="Render one or more runs into DIR/report.md and DIR/report.html: "
-                                             "tables per model and size, speedup and memory charts, image grids "
-                                             "(eager beside each backend) and, for cases in several runs, trends.")
-    report.add_argument("runs", nargs="+", metavar="RUN",
-                        help="run folder, results.jsonl, pytest-benchmark JSON or storage id; several: a trend in this order")
+    report = commands.add_parser(
+        "report",
+        help="render runs as Markdown and HTML with charts and image grids",
+        description="Render one or more runs into DIR/report.md and DIR/report.html: "
+        "tables per model and size, speedup and memory charts, image grids "
+        "(eager beside each backend) and, for cases in several runs, trends.",
+    )
+    report.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folder, results.jsonl, pytest-benchmark JSON or storage id; several: a trend in this order",
+    )
     report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the report into")
     report.add_argument("--title", help="the report's title (default: the runs' labels)")
-    report.add_argument("--image-size", type=image_size, default=DEFAULT_IMAGE_SIZE, metavar="PX",
-                        help=f"largest side of the images in the grids (default {DEFAULT_IMAGE_SIZE})")
-    report.add_argument("--storage", type=Path, default=DEFAULT_STORAGE,
-                        help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})")
-    report.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR,
-                        help=f"run folders, for the cases and images of a JSON run (default {DEFAULT_RESULTS_DIR})")
+    report.add_argument(
+        "--image-size",
+        type=image_size,
+        default=DEFAULT_IMAGE_SIZE,
+        metavar="PX",
+        help=f"largest side of the images in the grids (default {DEFAULT_IMAGE_SIZE})",
+    )
+    report.add_argument(
+        "--storage",
+        type=Path,
+        default=DEFAULT_STORAGE,
+        help=f"pytest-benchmark storage for ids (default {DEFAULT_STORAGE})",
+    )
+    report.add_argument(
+        "--results-dir",
+        type=Path,
+        default=DEFAULT_RESULTS_DIR,
+        help=f"run folders, for the cases and images of a JSON run (default {DEFAULT_RESULTS_DIR})",
+    )
     report.set_defaults(run=write_report_command)
 
 
@@ -272,23 +337,42 @@ def shard_count(text: str) -> int:
 def add_merge_command(commands: argparse._SubParsersAction) -> None:
     from diffbench.results.merge import merge_command
 
-    merge = commands.add_parser("merge", help="join run folders (e.g. the shards of a multi-GPU run) into one",
-                                description="Write one run folder with every case of the runs given (records, "
-                                            "images, and a run.json listing the parts, each with its machine's "
-                                            "stack, and which shards are missing or failed), for `diffbench "
-                                            "report` and `diffbench compare`. Exit 0: merged; 1: merged, but a "
-                                            "shard is missing or failed; 2: not merged (a case found in two runs, "
-                                            "unless --prefer-last).")
-    merge.add_argument("runs", nargs="+", metavar="RUN",
-                       help="run folders (or their results.jsonl), or shards' folders as .ci/shard-run writes them "
-                            "(shard.json and the shard's run folder)")
-    merge.add_argument("--out", type=Path, required=True, metavar="FOLDER",
-                       help="the merged run folder to write; must not hold a run yet (its name is the run id)")
-    merge.add_argument("--prefer-last", action="store_true",
-                       help="for a case found in several runs, keep the record of the run given last")
-    merge.add_argument("--shards", type=shard_count, metavar="N",
-                       help="the number of shards the matrix was split into: each shard 0..N-1 not merged is "
-                            "missing (default: the count the runs' --shard names)")
+    merge = commands.add_parser(
+        "merge",
+        help="join run folders (e.g. the shards of a multi-GPU run) into one",
+        description="Write one run folder with every case of the runs given (records, "
+        "images, and a run.json listing the parts, each with its machine's "
+        "stack, and which shards are missing or failed), for `diffbench "
+        "report` and `diffbench compare`. Exit 0: merged; 1: merged, but a "
+        "shard is missing or failed; 2: not merged (a case found in two runs, "
+        "unless --prefer-last).",
+    )
+    merge.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folders (or their results.jsonl), or shards' folders as .ci/shard-run writes them "
+        "(shard.json and the shard's run folder)",
+    )
+    merge.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FOLDER",
+        help="the merged run folder to write; must not hold a run yet (its name is the run id)",
+    )
+    merge.add_argument(
+        "--prefer-last",
+        action="store_true",
+        help="for a case found in several runs, keep the record of the run given last",
+    )
+    merge.add_argument(
+        "--shards",
+        type=shard_count,
+        metavar="N",
+        help="the number of shards the matrix was split into: each shard 0..N-1 not merged is "
+        "missing (default: the count the runs' --shard names)",
+    )
     merge.set_defaults(run=merge_command)
 
 

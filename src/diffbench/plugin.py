@@ -9,21 +9,21 @@ from pathlib import Path
 import pytest
 
 from diffbench.case import Case
-from diffbench.results.environment import git_commit, stack_info
-from diffbench.results.history import read_run_meta
-from diffbench.run.interrupt import interrupt_on_sigterm
-from diffbench.errors import OptionError
-from diffbench.run.progress import show_progress
-from diffbench.config.plan import estimate, format_plan, latest_records
 from diffbench.config.options import add_options, raw_values
-from diffbench.results.records import RunFolder, read_results
-from diffbench.run.session import BenchSession
+from diffbench.config.plan import estimate, format_plan, latest_records
+from diffbench.config.resume import finished_cases, split_unfinished
 from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.config.settings_record import settings_record
-from diffbench.config.resume import finished_cases, split_unfinished
+from diffbench.config.writable import check_writable_folder
+from diffbench.errors import OptionError
+from diffbench.results.environment import git_commit, stack_info
+from diffbench.results.history import read_run_meta
+from diffbench.results.records import RunFolder, read_results
 from diffbench.results.shard import split_items
 from diffbench.results.summary import markdown_table
-from diffbench.config.writable import check_writable_folder
+from diffbench.run.interrupt import interrupt_on_sigterm
+from diffbench.run.progress import show_progress
+from diffbench.run.session import BenchSession
 
 SETTINGS = pytest.StashKey()
 MATRIX = pytest.StashKey()
@@ -75,7 +75,8 @@ def case_of(item):
 def pytest_collection_modifyitems(config, items):
     """Order cases as the matrix does (model by model, eager first) so each model is built once;
     leave out the benchmark files of tasks not selected; with --shard, keep only this shard's reference
-    groups (diffbench.results.shard); with --resume, only the groups the earlier run did not finish (diffbench.config.resume)."""
+    groups (diffbench.results.shard); with --resume, only the groups the earlier run did not finish
+    (diffbench.config.resume)."""
     order = {case.id: index for index, case in enumerate(config.stash[MATRIX])}
 
     def position(item):
@@ -94,6 +95,7 @@ def pytest_collection_modifyitems(config, items):
 def split_unselected_tasks(items, tasks):
     """(kept, deselected): a benchmark file of a task not in --tasks (controlnet, by default) is deselected,
     not reported as a skipped empty parameter set; other tests stay."""
+
     def unselected(item):
         marker = item.get_closest_marker("task")
         return marker is not None and marker.args[0] not in tasks
@@ -147,8 +149,14 @@ def bench_session(request):
         meta.setdefault("resumed", []).append({"command": command, "commit": git_commit(), "stack": stack_info()})
     else:
         folder = RunFolder(settings.results_dir)
-        meta = {"run_id": folder.run_id, "started": folder.run_id, "commit": git_commit(),
-                "settings": settings_record(settings), "stack": stack_info(), "command": command}
+        meta = {
+            "run_id": folder.run_id,
+            "started": folder.run_id,
+            "commit": git_commit(),
+            "settings": settings_record(settings),
+            "stack": stack_info(),
+            "command": command,
+        }
     request.config.stash[RUN_FOLDER] = folder
     folder.write_meta(meta)
     session = BenchSession(settings, folder)

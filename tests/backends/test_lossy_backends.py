@@ -7,23 +7,26 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import get_backend_class
-from diffbench.measure.stages import denoiser_name
 from diffbench.backends.torchao_quant import TORCHAO_INDUCTOR_OPTIONS, quantized_linear_count
 from diffbench.case import Case, Resolution
-from diffbench.models.catalog import MODELS
-from diffbench.errors import OptionError, UnavailableError
-from diffbench.models.pipelines import shallow_copy
 from diffbench.config.settings import expand_matrix
-from helpers import RecordingBenchmark, make_session
+from diffbench.errors import OptionError, UnavailableError
+from diffbench.measure.stages import denoiser_name
+from diffbench.models.catalog import MODELS
+from diffbench.models.pipelines import shallow_copy
 
 LOSSY = ("int8", "fp8", "int8-compile", "fp8-compile", "deepcache", "pab", "taylorseer", "magcache")
 # One call per case: what is asserted is what the backend did, not how fast it was.
 FAST = {"tasks": "t2i", "resolutions": "64", "rounds": 1, "prompts": 1}
 # TaylorSeer's defaults match no UNet module; these patterns do (the example its skip reason gives).
-UNET_TAYLORSEER = {"cache_identifiers": [r"(down|up)_blocks\..*attn1"], "disable_cache_before_step": 1,
-                   "cache_interval": 2}
+UNET_TAYLORSEER = {
+    "cache_identifiers": [r"(down|up)_blocks\..*attn1"],
+    "disable_cache_before_step": 1,
+    "cache_interval": 2,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -76,14 +79,28 @@ def run_lossy_matrix(session, counters, eager_again=True):
         if eager_again:
             session.run(eager, RecordingBenchmark())
     after = session.references[eager.reference_key].images
-    return {"records": records, "applied": applied, "before": before, "after": after, "base": base,
-            "denoiser": denoiser, "checksum": checksum, "session": session}
+    return {
+        "records": records,
+        "applied": applied,
+        "before": before,
+        "after": after,
+        "base": base,
+        "denoiser": denoiser,
+        "checksum": checksum,
+        "session": session,
+    }
 
 
 @pytest.fixture(scope="module")
 def sdxl_run(tmp_path_factory):
-    session = make_session(tmp_path_factory.mktemp("sdxl"), backends="eager,int8,deepcache,pab,taylorseer",
-                           backend_config=[f"taylorseer={json.dumps(UNET_TAYLORSEER)}"], steps=3, warmups=0, **FAST)
+    session = make_session(
+        tmp_path_factory.mktemp("sdxl"),
+        backends="eager,int8,deepcache,pab,taylorseer",
+        backend_config=[f"taylorseer={json.dumps(UNET_TAYLORSEER)}"],
+        steps=3,
+        warmups=0,
+        **FAST,
+    )
     counters = {"deepcache": lambda pipe: {"unet": pipe.unet, "mid": pipe.unet.mid_block.resnets[0]}}
     inductor_before = torch._inductor.config.coordinate_descent_tuning
     run = run_lossy_matrix(session, counters)
@@ -94,16 +111,24 @@ def sdxl_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sd3_run(tmp_path_factory):
     # Two generations per case (warmup and round): the hooks' state must start afresh in each.
-    session = make_session(tmp_path_factory.mktemp("sd3"), models="tiny-sd3",
-                           backends="eager,pab,taylorseer,magcache", steps=6, warmups=1, max_warmups=1, **FAST)
+    session = make_session(
+        tmp_path_factory.mktemp("sd3"),
+        models="tiny-sd3",
+        backends="eager,pab,taylorseer,magcache",
+        steps=6,
+        warmups=1,
+        max_warmups=1,
+        **FAST,
+    )
 
     def attention(pipe):
         block = pipe.transformer.transformer_blocks[0]
         return {"steps": pipe.transformer, "attention": block.attn.to_q, "block": block.norm1}
 
     # Eager's bit-identity after other cases is the SDXL run's test; here the hooks must stay off the cache.
-    return run_lossy_matrix(session, {"pab": attention, "taylorseer": attention, "magcache": attention},
-                            eager_again=False)
+    return run_lossy_matrix(
+        session, {"pab": attention, "taylorseer": attention, "magcache": attention}, eager_again=False
+    )
 
 
 def test_every_lossy_backend_builds_without_options_and_is_marked_lossy():
@@ -116,18 +141,21 @@ def test_every_lossy_backend_builds_without_options_and_is_marked_lossy():
     assert get_backend_class("int8-compile").config_family == "compile"
 
 
-@pytest.mark.parametrize("name, options, message", [
-    ("int8", {"bits": 4}, "has no option bits; valid: exclude, min_features, quantize"),
-    ("int8", {"quantize": ["unet"]}, "one or more of: denoiser, text_encoder, text_encoder_2, text_encoder_3"),
-    ("int8", {"exclude": ["("]}, "is not a regular expression"),
-    ("fp8", {"granularity": "channel"}, "is not one of: auto, row, tensor"),
-    ("int8-compile", {"mode": "fast"}, "compile mode 'fast' is not one of"),
-    ("deepcache", {"interval": 3}, "valid: cache_block_id, cache_interval, cache_layer_id"),
-    ("deepcache", {"cache_layer_id": 3}, "cache_layer_id=3: give a whole number 0..2"),
-    ("pab", {"spatial_attention_block_skip_range": None}, "both null would skip nothing"),
-    ("taylorseer", {"taylor_factors_dtype": "fp8"}, "is not one of: bfloat16, float16, float32"),
-    ("magcache", {"mag_ratios": "sd3"}, "give \"flux\", \"calibrate\" or a list of numbers"),
-])
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("int8", {"bits": 4}, "has no option bits; valid: exclude, min_features, quantize"),
+        ("int8", {"quantize": ["unet"]}, "one or more of: denoiser, text_encoder, text_encoder_2, text_encoder_3"),
+        ("int8", {"exclude": ["("]}, "is not a regular expression"),
+        ("fp8", {"granularity": "channel"}, "is not one of: auto, row, tensor"),
+        ("int8-compile", {"mode": "fast"}, "compile mode 'fast' is not one of"),
+        ("deepcache", {"interval": 3}, "valid: cache_block_id, cache_interval, cache_layer_id"),
+        ("deepcache", {"cache_layer_id": 3}, "cache_layer_id=3: give a whole number 0..2"),
+        ("pab", {"spatial_attention_block_skip_range": None}, "both null would skip nothing"),
+        ("taylorseer", {"taylor_factors_dtype": "fp8"}, "is not one of: bfloat16, float16, float32"),
+        ("magcache", {"mag_ratios": "sd3"}, 'give "flux", "calibrate" or a list of numbers'),
+    ],
+)
 def test_bad_options_name_the_valid_ones(name, options, message):
     with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         get_backend_class(name)(options)
@@ -144,7 +172,8 @@ def test_a_missing_package_is_named_with_its_install_command(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", version)
     for name in ("int8", "fp8", "int8-compile", "fp8-compile"):
         assert get_backend_class(name)().unavailable_reason("cpu") == (
-            f"backend {name!r} needs the package 'torchao', not installed: pip install 'diffbench[torchao]'")
+            f"backend {name!r} needs the package 'torchao', not installed: pip install 'diffbench[torchao]'"
+        )
     assert "pip install 'diffbench[deepcache]'" in get_backend_class("deepcache")().unavailable_reason("cpu")
     assert get_backend_class("pab")().unavailable_reason("cpu") is None  # diffusers' own hooks
 
@@ -175,10 +204,12 @@ def test_caches_say_which_denoisers_they_support():
         return get_backend_class(name)(options).unsupported_reason(case_for(model, name), MODELS[model], "cpu")
 
     assert reason("deepcache", "tiny-sd3") == (
-        "deepcache supports UNet pipelines only (SDXL, instruct-pix2pix); tiny-sd3 has a transformer denoiser")
+        "deepcache supports UNet pipelines only (SDXL, instruct-pix2pix); tiny-sd3 has a transformer denoiser"
+    )
     assert reason("deepcache", "tiny-ip2p") is None and reason("pab", "tiny-sdxl") is None
     assert reason("magcache", "tiny-sdxl").startswith(
-        "magcache on tiny-sdxl's UNet: MagCache skips the blocks of a transformer's transformer_blocks list")
+        "magcache on tiny-sdxl's UNet: MagCache skips the blocks of a transformer's transformer_blocks list"
+    )
     assert "match no UNet module" in reason("taylorseer", "tiny-sdxl")
     assert reason("taylorseer", "tiny-sdxl", {"cache_identifiers": [r"(down|up)_blocks\..*attn1"]}) is None
     assert all(reason(name, "tiny-sd3") is None for name in ("pab", "taylorseer", "magcache"))
@@ -213,7 +244,10 @@ def test_int8_quantizes_a_private_copy_and_is_lossy_within_its_floor(sdxl_run):
 def test_deepcache_runs_the_deep_unet_branch_only_every_third_step(sdxl_run):
     record = sdxl_run["records"]["deepcache"]
     assert record["status"] == "ok" and record["backend_options"] == {
-        "cache_interval": 3, "cache_layer_id": 0, "cache_block_id": 0}
+        "cache_interval": 3,
+        "cache_layer_id": 0,
+        "cache_block_id": 0,
+    }
     assert record["ssim"] < 1.0
     # 3 steps, one UNet call each (CFG is batched); the mid block ran at step 0 only, then came from the cache.
     assert sdxl_run["applied"]["calls"]["deepcache"] == Counter({"unet": 3, "mid": 1})
@@ -263,8 +297,14 @@ def test_sd3_cache_hooks_skip_work_in_every_generation(sd3_run):
 def test_int8_compile_runs_and_passes_its_floor(tmp_path):
     """torch.compile's graph capture over torchao's int8 tensors (dynamo's eager backend: inductor on the
     CPU takes minutes for this tiny UNet)."""
-    session = make_session(tmp_path, backends="eager,int8-compile", steps=3, warmups=1,
-                           compiler_config=json.dumps({"backend": "eager", "components": ["denoiser"]}), **FAST)
+    session = make_session(
+        tmp_path,
+        backends="eager,int8-compile",
+        steps=3,
+        warmups=1,
+        compiler_config=json.dumps({"backend": "eager", "components": ["denoiser"]}),
+        **FAST,
+    )
     eager, compiled = expand_matrix(session.settings)
     session.run(eager, RecordingBenchmark())
     record = session.run(compiled, RecordingBenchmark())

@@ -1,13 +1,12 @@
 """Memory savers on tiny CPU models: they run, their quality is checked, the cache is left intact."""
 
-import numpy as np
 import pytest
+from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import get_backend_class
-from diffbench.models.catalog import MODELS
 from diffbench.case import Case, Resolution
 from diffbench.config.settings import expand_matrix
-from helpers import RecordingBenchmark, make_session
+from diffbench.models.catalog import MODELS
 
 
 def run_case(session, backend, task="t2i"):
@@ -18,8 +17,9 @@ def run_case(session, backend, task="t2i"):
 def test_sd3_without_t5_runs_changes_the_image_and_gives_the_encoder_back(tmp_path):
     session = make_session(tmp_path, models="tiny-sd3", backends="eager,sd3-no-t5,sd3-t5-int8")
     eager = run_case(session, "eager")
-    loaded = session.cache.get(MODELS["tiny-sd3"], "tiny", session.settings.torch_dtype(MODELS["tiny-sd3"], "cpu"),
-                               "cpu", None)
+    loaded = session.cache.get(
+        MODELS["tiny-sd3"], "tiny", session.settings.torch_dtype(MODELS["tiny-sd3"], "cpu"), "cpu", None
+    )
     encoder = loaded.pipe.text_encoder_3
     dropped = run_case(session, "sd3-no-t5")
     assert dropped["status"] == "ok" and dropped["psnr"] < 60  # the conditioning changed, so did the image
@@ -35,8 +35,9 @@ def test_vae_tiling_is_private_to_its_case(tmp_path):
     assert run_case(session, "eager")["status"] == "ok"
     record = run_case(session, "vae-tiling")
     assert record["status"] == "ok" and record["backend_options"] == {"tiling": True, "slicing": True}
-    cached = session.cache.get(MODELS["tiny-sdxl"], "tiny", session.settings.torch_dtype(MODELS["tiny-sdxl"], "cpu"),
-                               "cpu", None).pipe
+    cached = session.cache.get(
+        MODELS["tiny-sdxl"], "tiny", session.settings.torch_dtype(MODELS["tiny-sdxl"], "cpu"), "cpu", None
+    ).pipe
     assert not cached.vae.use_tiling and not cached.vae.use_slicing
 
 
@@ -78,7 +79,9 @@ def test_offload_is_undone_after_the_case():
     assert pipe.calls == [("offload", "cuda:0"), ("remove_all_hooks",), ("to", "cuda:0")]
 
 
-@pytest.mark.parametrize("options, message", [({"tile": True}, "backend 'vae-tiling' has no option tile; valid: slicing, tiling")])
+@pytest.mark.parametrize(
+    "options, message", [({"tile": True}, "backend 'vae-tiling' has no option tile; valid: slicing, tiling")]
+)
 def test_memory_saver_options_are_validated(options, message):
     from diffbench.errors import OptionError
 

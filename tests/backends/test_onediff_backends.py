@@ -14,8 +14,8 @@ from packaging.version import Version
 
 from diffbench.backends.base import get_backend_class, registry
 from diffbench.backends.onediff import SEED_NEXFORT_OPTIONS, explain_failure
-from diffbench.errors import OptionError
 from diffbench.config.settings import build_settings
+from diffbench.errors import OptionError
 
 # nexfort 0.1.dev330's pin, unless this is the pinned environment itself (.ci/onediff-env runs these too).
 OTHER_TORCH = "2.4.0+cu121" if torch.__version__ != "2.4.0+cu121" else "2.5.1+cu124"
@@ -23,7 +23,7 @@ STAND_IN_PACKAGES = ("onediffx", "onediff", "nexfort", "oneflow", "triton")
 
 # Stands in for onediffx 1.2.0: records its calls and changes what it gets in place, as the real one does
 # (fuses projections into the modules, deletes "memory_format" from the options dict it is handed).
-ONEDIFFX = '''
+ONEDIFFX = """
 import onediff  # the real onediffx imports onediff without declaring it
 CALLS = []
 
@@ -45,26 +45,32 @@ def compile_pipe(pipe, *, backend="oneflow", options=None, ignores=(), fuse_qkv_
 def copy_of(options):
     import copy
     return copy.deepcopy(options)
-'''
-NEXFORT_PIN = '''
+"""
+NEXFORT_PIN = """
 def check_torch_version():
     import torch
     torch_version = torch.__version__
     if torch_version == '{torch}':
         return
     raise Exception("The torch version(torch=={torch}) of nexfort's compilation environment conflicts")
-'''
-TRITON_PIN = '''
+"""
+TRITON_PIN = """
 def check_triton_version():
     import triton
     triton_version = triton.__version__
     if triton_version == '{triton}':
         return
-'''
+"""
 
 
-def write_package(root: Path, name: str, version: str, init: str = "", files: dict[str, str] | None = None,
-                  requires: tuple[str, ...] = ()) -> None:
+def write_package(
+    root: Path,
+    name: str,
+    version: str,
+    init: str = "",
+    files: dict[str, str] | None = None,
+    requires: tuple[str, ...] = (),
+) -> None:
     """A package `name` and its `name-version.dist-info/METADATA`, so importlib.metadata finds it."""
     package = root / name
     package.mkdir(parents=True)
@@ -73,7 +79,7 @@ def write_package(root: Path, name: str, version: str, init: str = "", files: di
         (package / relative).write_text(text)
     info = root / f"{name}-{version}.dist-info"
     info.mkdir()
-    metadata = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     metadata += [f"Requires-Dist: {requirement}" for requirement in requires]
     (info / "METADATA").write_text("\n".join(metadata) + "\n")
 
@@ -109,14 +115,25 @@ def add_nexfort(root: Path, torch_pin: str | None = None, triton_pin: str | None
     """nexfort whose import fails loudly: the availability check must read it, never import it."""
     check = NEXFORT_PIN.format(torch=torch_pin or torch.__version__)
     check += TRITON_PIN.format(triton=triton_pin) if triton_pin else ""
-    write_package(root, "nexfort", "0.1.dev330", 'raise RuntimeError("nexfort was imported")',
-                  files={"check_compiled_env_meta.py": check}, requires=("torch<=2.5.1,>=2.3.0",))
+    write_package(
+        root,
+        "nexfort",
+        "0.1.dev330",
+        'raise RuntimeError("nexfort was imported")',
+        files={"check_compiled_env_meta.py": check},
+        requires=("torch<=2.5.1,>=2.3.0",),
+    )
 
 
 def add_oneflow(root: Path, real: bool) -> None:
     files = {"_oneflow_internal.cpython-311-x86_64-linux-gnu.so": ""} if real else {}
-    write_package(root, "oneflow", "1.0.0.dev1" if real else "0.7.0",
-                  'raise RuntimeError("This package is a placeholder.")', files=files)
+    write_package(
+        root,
+        "oneflow",
+        "1.0.0.dev1" if real else "0.7.0",
+        'raise RuntimeError("This package is a placeholder.")',
+        files=files,
+    )
 
 
 def reason(name: str, **options) -> str | None:
@@ -204,22 +221,32 @@ def test_everything_present_means_available(site):
     assert [reason(name) for name in ("nexfort", "nexfort-fp8", "oneflow")] == [None, None, None]
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("Exception: The torch version(torch==2.4.0+cu121) of nexfort's compilation environment conflicts with "
-     "the current environment(torch==2.13.0+cpu)!", "exactly torch 2.4.0+cu121"),
-    ("ModuleNotFoundError: No module named 'nexfort.inductor.codegen'", "\"mode\": \"jit\""),
-    ("isolated case: the child process exited with code 1 before returning a result\nKey is empty.",
-     "SILICON_ONEDIFF_LICENSE_KEY"),
-    ("ModuleNotFoundError: No module named 'oneflow'", "pip install -U --pre oneflow -f"),
-    ("RuntimeError: This package is a placeholder. Please install oneflow", "placeholder"),
-    ("ModuleNotFoundError: No module named 'onediff'", "pip install onediff"),
-    ("RuntimeError: torch._scaled_mm is only supported on CUDA devices with compute capability >= 9.0 or 8.9",
-     "compute capability 8.9"),
-    ("RuntimeError: SymIntArrayRef expected to contain only concrete integers", "\"dynamic\": false"),
-    ("AssertionError: Device not support fp8 dtype!", "compute capability 8.9"),
-    ("ValueError: cannot create std::vector larger than max_size()", "malformed key"),
-    ("KeyError: torch.float32", "--dtype float16"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            "Exception: The torch version(torch==2.4.0+cu121) of nexfort's compilation environment conflicts with "
+            "the current environment(torch==2.13.0+cpu)!",
+            "exactly torch 2.4.0+cu121",
+        ),
+        ("ModuleNotFoundError: No module named 'nexfort.inductor.codegen'", '"mode": "jit"'),
+        (
+            "isolated case: the child process exited with code 1 before returning a result\nKey is empty.",
+            "SILICON_ONEDIFF_LICENSE_KEY",
+        ),
+        ("ModuleNotFoundError: No module named 'oneflow'", "pip install -U --pre oneflow -f"),
+        ("RuntimeError: This package is a placeholder. Please install oneflow", "placeholder"),
+        ("ModuleNotFoundError: No module named 'onediff'", "pip install onediff"),
+        (
+            "RuntimeError: torch._scaled_mm is only supported on CUDA devices with compute capability >= 9.0 or 8.9",
+            "compute capability 8.9",
+        ),
+        ("RuntimeError: SymIntArrayRef expected to contain only concrete integers", '"dynamic": false'),
+        ("AssertionError: Device not support fp8 dtype!", "compute capability 8.9"),
+        ("ValueError: cannot create std::vector larger than max_size()", "malformed key"),
+        ("KeyError: torch.float32", "--dtype float16"),
+    ],
+)
 def test_known_failures_are_explained(raw, expected):
     assert expected in explain_failure(raw)
     assert get_backend_class("nexfort")().explain(raw) == explain_failure(raw)
@@ -260,8 +287,12 @@ def test_nexfort_apply_calls_compile_pipe_like_the_seeds_on_private_copies(site)
     assert [call[0] for call in calls] == ["compile_pipe"]
     _, pipe, arguments = calls[0]
     assert pipe is result
-    assert arguments == {"backend": "nexfort", "options": SEED_NEXFORT_OPTIONS, "ignores": [],
-                         "fuse_qkv_projections": True}
+    assert arguments == {
+        "backend": "nexfort",
+        "options": SEED_NEXFORT_OPTIONS,
+        "ignores": [],
+        "fuse_qkv_projections": True,
+    }
     assert backend.options["options"]["memory_format"] == "channels_last"  # compile_pipe got a copy
     assert not backend.isolated
 
@@ -294,9 +325,14 @@ def test_options_are_checked_and_come_from_backend_config():
         get_backend_class("nexfort")({"options": "jit"})
     with pytest.raises(OptionError, match="has no option"):
         get_backend_class("oneflow")({"quantize": {}})
-    settings = build_settings({"models": "tiny-sdxl", "backends": "eager,nexfort",
-                               "backend_config": ['nexfort={"options": {"mode": "jit", "dynamic": false}}'],
-                               "compiler_config": '{"mode": "max-autotune"}'})
+    settings = build_settings(
+        {
+            "models": "tiny-sdxl",
+            "backends": "eager,nexfort",
+            "backend_config": ['nexfort={"options": {"mode": "jit", "dynamic": false}}'],
+            "compiler_config": '{"mode": "max-autotune"}',
+        }
+    )
     assert settings.backend_options["nexfort"] == {"options": {"mode": "jit", "dynamic": False}}
 
 

@@ -2,17 +2,24 @@
 
 import pytest
 import torch
+from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import get_backend_class
 from diffbench.backends.regional import repeated_block_names
-from diffbench.models.catalog import MODELS
+from diffbench.config.settings import expand_matrix
 from diffbench.errors import OptionError
 from diffbench.measure.stages import denoiser_name
-from diffbench.config.settings import expand_matrix
-from helpers import RecordingBenchmark, make_session
+from diffbench.models.catalog import MODELS
 
-FAST = {"tasks": "t2i", "resolutions": "64", "rounds": 1, "prompts": 1, "steps": 2, "warmups": 0,
-        "compiler_config": '{"backend": "eager"}'}
+FAST = {
+    "tasks": "t2i",
+    "resolutions": "64",
+    "rounds": 1,
+    "prompts": 1,
+    "steps": 2,
+    "warmups": 0,
+    "compiler_config": '{"backend": "eager"}',
+}
 
 
 def compiled_blocks(model: torch.nn.Module) -> set[str]:
@@ -37,8 +44,9 @@ def test_repeated_blocks_are_the_declared_ones_else_the_uniform_module_lists():
     assert repeated_block_names(torch.nn.Sequential(torch.nn.Linear(2, 2))) == []
 
 
-@pytest.mark.parametrize("model, blocks", [("tiny-sdxl", {"BasicTransformerBlock"}),
-                                           ("tiny-sd3", {"JointTransformerBlock"})])
+@pytest.mark.parametrize(
+    "model, blocks", [("tiny-sdxl", {"BasicTransformerBlock"}), ("tiny-sd3", {"JointTransformerBlock"})]
+)
 def test_the_case_compiles_its_own_copy_blockwise_and_matches_eager(tmp_path, monkeypatch, model, blocks):
     session = make_session(tmp_path, models=model, backends="eager,compile-regional", **FAST)
     eager, regional = expand_matrix(session.settings)

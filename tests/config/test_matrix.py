@@ -3,8 +3,8 @@
 import pytest
 
 from diffbench.case import Case, Resolution
-from diffbench.errors import OptionError
 from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.errors import OptionError
 
 
 def ids(**raw):
@@ -35,8 +35,12 @@ def test_cases_of_one_reference_are_adjacent_and_eager_comes_first():
 
 def test_selection_and_non_square_resolutions():
     cases = ids(models="sdxl,tiny-sdxl", tasks="t2i", resolutions="1024,768x1344", backends="compile")
-    assert cases == ["sdxl-t2i-1024-compile", "sdxl-t2i-768x1344-compile",
-                     "tiny-sdxl-t2i-1024-compile", "tiny-sdxl-t2i-768x1344-compile"]
+    assert cases == [
+        "sdxl-t2i-1024-compile",
+        "sdxl-t2i-768x1344-compile",
+        "tiny-sdxl-t2i-1024-compile",
+        "tiny-sdxl-t2i-768x1344-compile",
+    ]
     assert str(expand_matrix(build_settings({"models": "sdxl", "resolutions": "768x1344"}))[0].resolution) == "768x1344"
 
 

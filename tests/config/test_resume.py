@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from diffbench.config.resume import check_resume_folder, finished_cases
 from diffbench.errors import OptionError
 from diffbench.results.records import read_results
-from diffbench.config.resume import check_resume_folder, finished_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 SELECTION = ["-k", "tiny-sdxl and eager", "--steps", "2", "--rounds", "1", "--prompts", "1"]
@@ -23,8 +23,12 @@ def pytest_command(*arguments):
 
 def test_a_killed_run_keeps_its_records_and_resume_runs_only_the_rest(tmp_path):
     results_dir = tmp_path / "runs"
-    process = subprocess.Popen(pytest_command("--results-dir", str(results_dir)), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        pytest_command("--results-dir", str(results_dir)),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # kill it as soon as the first case (t2i) is recorded
         files = list(results_dir.glob("*/results.jsonl"))
@@ -37,8 +41,9 @@ def test_a_killed_run_keeps_its_records_and_resume_runs_only_the_rest(tmp_path):
     before = read_results(folder / "results.jsonl")
     assert [r["case"] for r in before] == ["tiny-sdxl-t2i-128-eager"] and before[0]["status"] == "ok"
 
-    resumed = subprocess.run(pytest_command("--resume", str(folder)), cwd=ROOT, capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run(
+        pytest_command("--resume", str(folder)), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     assert "1 passed" in resumed.stdout  # the finished t2i group is not run again
     after = read_results(folder / "results.jsonl")
@@ -53,8 +58,11 @@ def test_an_unfinished_case_reruns_its_whole_group(tmp_path):
     from diffbench.case import Case, Resolution
     from diffbench.config.resume import split_unfinished
 
-    cases = [Case("tiny-sdxl", task, Resolution(128, 128), backend)
-             for task in ("t2i", "i2i") for backend in ("eager", "compile")]
+    cases = [
+        Case("tiny-sdxl", task, Resolution(128, 128), backend)
+        for task in ("t2i", "i2i")
+        for backend in ("eager", "compile")
+    ]
     finished = {"tiny-sdxl-t2i-128-eager", "tiny-sdxl-t2i-128-compile", "tiny-sdxl-i2i-128-eager"}
     kept, deselected = split_unfinished(cases, finished, lambda case: case)
     assert [c.id for c in kept] == ["tiny-sdxl-i2i-128-eager", "tiny-sdxl-i2i-128-compile"]

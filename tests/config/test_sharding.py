@@ -14,10 +14,10 @@ import pytest
 
 from diffbench.case import Case, Resolution
 from diffbench.cli import main
+from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.errors import OptionError
 from diffbench.results.history import load_run
 from diffbench.results.records import RunFolder, new_record
-from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.results.shard import Shard, assign_groups, parse_shard, reference_groups, shard_of_cases, split_items
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,15 +96,18 @@ def test_items_that_are_not_cases_run_in_shard_zero():
     assert "not a case" in first[0] and "not a case" in second[1]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("2/2", "INDEX must be below COUNT (shards are numbered from 0); valid: 0/2, 1/2"),
-    ("5/3", "INDEX must be below COUNT"),
-    ("0/0", "COUNT must be at least 1"),
-    ("1", "write INDEX/COUNT"),
-    ("-1/2", "write INDEX/COUNT"),
-    ("a/b", "write INDEX/COUNT"),
-    ("", "write INDEX/COUNT"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("2/2", "INDEX must be below COUNT (shards are numbered from 0); valid: 0/2, 1/2"),
+        ("5/3", "INDEX must be below COUNT"),
+        ("0/0", "COUNT must be at least 1"),
+        ("1", "write INDEX/COUNT"),
+        ("-1/2", "write INDEX/COUNT"),
+        ("a/b", "write INDEX/COUNT"),
+        ("", "write INDEX/COUNT"),
+    ],
+)
 def test_bad_shard_values_are_option_errors(text, message):
     with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_settings({"shard": text})
@@ -125,16 +128,26 @@ def test_a_bad_shard_is_a_usage_error_before_any_work():
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def make_run(results_dir: Path, cases: dict[str, float], stack_gpu: str | None = None, shard: str | None = None) -> Path:
+def make_run(
+    results_dir: Path, cases: dict[str, float], stack_gpu: str | None = None, shard: str | None = None
+) -> Path:
     """A run folder with an ok record and an image per case (its e2e_s given), like the runner writes."""
     folder = RunFolder(results_dir)
-    folder.write_meta({"run_id": folder.run_id, "started": folder.run_id, "commit": "abc",
-                       "stack": {"gpu": stack_gpu, "torch": "2.13.0"}, "command": ["pytest"],
-                       "settings": {"shard": shard}})
+    folder.write_meta(
+        {
+            "run_id": folder.run_id,
+            "started": folder.run_id,
+            "commit": "abc",
+            "stack": {"gpu": stack_gpu, "torch": "2.13.0"},
+            "command": ["pytest"],
+            "settings": {"shard": shard},
+        }
+    )
     for case, e2e in cases.items():
         image = folder.save_image(case, np.full((8, 8, 3), e2e % 1.0))
-        folder.append(new_record(case=case, status="ok", e2e_s=e2e, e2e_rounds_s=[e2e], image=image,
-                                 run_id=folder.run_id))
+        folder.append(
+            new_record(case=case, status="ok", e2e_s=e2e, e2e_rounds_s=[e2e], image=image, run_id=folder.run_id)
+        )
     return folder.path
 
 
@@ -175,8 +188,9 @@ def test_merge_of_an_unreadable_run_is_exit_2(tmp_path, capsys):
     assert "diffbench merge: no run" in capsys.readouterr().err
 
 
-def make_shard(root: Path, index: int, count: int, exit_status: int | None, cases: dict[str, float],
-               stack_gpu: str = "NVIDIA H200") -> Path:
+def make_shard(
+    root: Path, index: int, count: int, exit_status: int | None, cases: dict[str, float], stack_gpu: str = "NVIDIA H200"
+) -> Path:
     """A shard's folder as .ci/shard-run leaves it: its run folder (if it has cases) and shard.json (unless
     None: a shard killed before it could write one)."""
     folder = root / "shards" / str(index)
@@ -189,16 +203,24 @@ def make_shard(root: Path, index: int, count: int, exit_status: int | None, case
 
 
 def test_merged_shards_say_which_are_missing_failed_or_empty_and_exit_1(tmp_path, capsys):
-    shards = [make_shard(tmp_path, 0, 5, 0, {"a-t2i-512-eager": 1.0}),
-              make_shard(tmp_path, 1, 5, 1, {"b-t2i-512-eager": 1.0}),  # a case failed
-              make_shard(tmp_path, 2, 5, None, {"c-t2i-512-eager": 1.0}),  # killed: no shard.json
-              make_shard(tmp_path, 4, 5, 5, {})]  # no case to run; shard 3 never arrived
+    shards = [
+        make_shard(tmp_path, 0, 5, 0, {"a-t2i-512-eager": 1.0}),
+        make_shard(tmp_path, 1, 5, 1, {"b-t2i-512-eager": 1.0}),  # a case failed
+        make_shard(tmp_path, 2, 5, None, {"c-t2i-512-eager": 1.0}),  # killed: no shard.json
+        make_shard(tmp_path, 4, 5, 5, {}),
+    ]  # no case to run; shard 3 never arrived
     out = tmp_path / "night"
     assert main(["merge", *map(str, shards), "--shards", "5", "--out", str(out)]) == 1
     printed = capsys.readouterr().out
     meta = json.loads((out / "run.json").read_text())
-    assert meta["shards"] == {"count": 5, "merged": [0, 1, 2], "empty": [4], "missing": [3], "complete": False,
-                              "failed": [{"index": 1, "exit_status": 1}, {"index": 2, "exit_status": None}]}
+    assert meta["shards"] == {
+        "count": 5,
+        "merged": [0, 1, 2],
+        "empty": [4],
+        "missing": [3],
+        "complete": False,
+        "failed": [{"index": 1, "exit_status": 1}, {"index": 2, "exit_status": None}],
+    }
     assert [part["exit_status"] for part in meta["parts"]] == [0, 1, None, 5]
     assert "SHARD MISSING 3/5: no run or shard folder of it was merged" in printed
     assert "SHARD FAILED 1/5: pytest exit status 1 (a case failed); the cases it recorded are merged" in printed
@@ -230,6 +252,9 @@ def test_a_merge_of_merged_runs_keeps_each_cases_machine(tmp_path, capsys):
     assert main(["merge", str(h200), "--shards", "2", "--out", str(tmp_path / "half")]) == 1
     assert main(["merge", str(tmp_path / "half"), str(h100), "--out", str(tmp_path / "whole")]) == 0
     run = load_run(tmp_path / "whole")
-    assert run.stack_of("a-t2i-512-eager")["gpu"] == "NVIDIA H200" and run.stack_of("b-t2i-512-eager")["gpu"] == "NVIDIA H100"
+    assert (
+        run.stack_of("a-t2i-512-eager")["gpu"] == "NVIDIA H200"
+        and run.stack_of("b-t2i-512-eager")["gpu"] == "NVIDIA H100"
+    )
     assert run.shards["complete"] is True and [part["shard"] for part in run.parts] == ["0/2", "1/2"]
     assert "stacks differ" in capsys.readouterr().err

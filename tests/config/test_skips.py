@@ -2,15 +2,15 @@
 
 import pytest
 import torch
+from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import Backend, register
 from diffbench.case import Case, Resolution
-from diffbench.models.catalog import MODELS
-from diffbench.errors import OptionError, UnavailableError
-from diffbench.results.records import read_results
 from diffbench.config.settings import expand_matrix
+from diffbench.errors import OptionError, UnavailableError
+from diffbench.models.catalog import MODELS
 from diffbench.models.weights import load_from_hub
-from helpers import RecordingBenchmark, make_session
+from diffbench.results.records import read_results
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the reasons given on a machine without CUDA")
 
@@ -54,8 +54,10 @@ def test_cuda_requested_without_cuda(tmp_path):
 def test_backend_missing_package_names_it_and_the_install_command(tmp_path):
     session = make_session(tmp_path, backends="test-needs-package")
     reason = session.skip_reason(case("tiny-sdxl", "test-needs-package"), MODELS["tiny-sdxl"])
-    assert reason == ("backend 'test-needs-package' needs the package 'diffbench-no-such-package', "
-                      "not installed: pip install 'diffbench[nosuch]'")
+    assert reason == (
+        "backend 'test-needs-package' needs the package 'diffbench-no-such-package', "
+        "not installed: pip install 'diffbench[nosuch]'"
+    )
 
 
 def test_cuda_graphs_need_cuda(tmp_path):

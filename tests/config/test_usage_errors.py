@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffbench.errors import OptionError
 from diffbench.config.options import OPTIONS, dest
 from diffbench.config.settings import build_settings
+from diffbench.errors import OptionError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", "-q", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", "-q", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_usage_error(result: subprocess.CompletedProcess, message: str) -> None:
@@ -46,7 +50,9 @@ def test_a_too_small_count_names_the_flag_as_typed():
     assert_usage_error(result, "--max-warmups must be at least 1, got 0")
 
 
-@pytest.mark.parametrize("flag", [flag for flag, kind, _ in OPTIONS if kind is int and flag != "--seed"])  # any seed goes
+@pytest.mark.parametrize(
+    "flag", [flag for flag, kind, _ in OPTIONS if kind is int and flag != "--seed"]
+)  # any seed goes
 def test_every_count_option_names_its_flag(flag):
     with pytest.raises(OptionError) as error:
         build_settings({dest(flag): -1, "models": "tiny-sdxl"})

@@ -1,10 +1,10 @@
 """Recompiles and recompile-limit hits, counted from torch's own counters and logs."""
 
 import torch
-
-from diffbench.measure.compile_watch import CompileWatch
-from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
+
+from diffbench.config.settings import expand_matrix
+from diffbench.measure.compile_watch import CompileWatch
 
 
 def linear():
@@ -49,8 +49,15 @@ def test_hitting_the_recompile_limit_is_seen():
 
 def test_compiled_cases_record_their_compiles_and_none_in_the_timed_rounds(tmp_path):
     torch._dynamo.reset()
-    session = make_session(tmp_path, backends="eager,compile", tasks="t2i", resolutions="64", steps=2, prompts=1,
-                           compiler_config='{"backend": "eager"}')
+    session = make_session(
+        tmp_path,
+        backends="eager,compile",
+        tasks="t2i",
+        resolutions="64",
+        steps=2,
+        prompts=1,
+        compiler_config='{"backend": "eager"}',
+    )
     eager, compiled = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
     assert eager["warmup_graphs_compiled"] == 0 and eager["timed_graphs_compiled"] == 0
     assert compiled["warmup_graphs_compiled"] >= 2  # the UNet and the VAE decoder at least

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from diffbench.measure.quality import QualityFloor
-from diffbench.measure.quality import PSNR_CAP_DB, assess, compare, image_problem
+from diffbench.measure.quality import PSNR_CAP_DB, QualityFloor, assess, compare, image_problem
 
 FLOOR = QualityFloor(ssim=0.95, psnr=30.0)
 
@@ -41,8 +40,11 @@ def test_small_perturbation_scores_between():
 
 @pytest.mark.parametrize("bad", ["nan", "black", "grey"])
 def test_nan_or_flat_images_fail_even_when_both_sides_agree(bad):
-    image = {"nan": np.full((64, 64, 3), np.nan, np.float32), "black": np.zeros((64, 64, 3), np.float32),
-             "grey": np.full((64, 64, 3), 0.5, np.float32)}[bad]
+    image = {
+        "nan": np.full((64, 64, 3), np.nan, np.float32),
+        "black": np.zeros((64, 64, 3), np.float32),
+        "grey": np.full((64, 64, 3), 0.5, np.float32),
+    }[bad]
     assert image_problem(image) is not None
     result = assess([image], [image.copy()], FLOOR)
     assert not result.passed

@@ -70,13 +70,22 @@ def test_the_matmul_ceiling_is_a_positive_rate():
 def test_roofline_records_the_same_flops_for_eager_and_compile_and_fewer_for_deepcache(tmp_path):
     """--roofline: FLOPs counted once per group on eager (compile computes the same), a cache counts
     what it runs; achieved TFLOP/s = FLOPs per denoiser call x it/s, over the measured matmul ceiling."""
-    from diffbench.config.settings import expand_matrix
     from helpers import RecordingBenchmark, make_session
+
+    from diffbench.config.settings import expand_matrix
 
     pytest.importorskip("DeepCache")
     torch._dynamo.reset()
-    session = make_session(tmp_path, backends="eager,compile,deepcache", tasks="t2i", resolutions="64", steps=6,
-                           prompts=1, compiler_config='{"backend": "eager"}', roofline=True)
+    session = make_session(
+        tmp_path,
+        backends="eager,compile,deepcache",
+        tasks="t2i",
+        resolutions="64",
+        steps=6,
+        prompts=1,
+        compiler_config='{"backend": "eager"}',
+        roofline=True,
+    )
     eager, compiled, cached = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
     assert eager["tflop_per_denoiser_call"] > 0 and eager["denoiser_calls_counted"] == 6
     assert compiled["tflop_per_denoiser_call"] == eager["tflop_per_denoiser_call"]
@@ -94,8 +103,9 @@ def test_no_utilisation_against_the_wrong_ceiling_for_fp8_or_int8_matmuls():
     from diffbench.run.roofline import Roofline
 
     flops = PipelineFlops(total=5e12, denoiser=4e12, denoiser_calls=10, vae_decode=0.5e12)
-    fields = Roofline("cpu").record(flops, types.SimpleNamespace(matmul_dtype="float8_e4m3fn"), torch.float16,
-                                    its=20.0, e2e_s=1.0)
+    fields = Roofline("cpu").record(
+        flops, types.SimpleNamespace(matmul_dtype="float8_e4m3fn"), torch.float16, its=20.0, e2e_s=1.0
+    )
     assert fields["denoiser_tflops"] == pytest.approx(0.4 * 20) and fields["e2e_tflops"] == pytest.approx(5.0)
     assert fields["mfu"] is None and "float8_e4m3fn" in fields["mfu_note"]
 
@@ -107,11 +117,16 @@ def test_busy_time_is_the_union_of_kernel_intervals():
     assert busy_seconds([(0.0, 1.0), (0.5, 1.5), (2.0, 3.0), (2.2, 2.4)]) == pytest.approx(2.5)
 
 
-@pytest.mark.parametrize("idle, mfu, bound", [
-    (0.45, 0.10, "launch-bound"), (0.05, 0.55, "arithmetic-bound"),
-    (0.05, 0.20, "GPU-bound below the matmul ceiling"), (0.05, None, "GPU-bound below the matmul ceiling"),
-    (None, 0.5, None),
-])
+@pytest.mark.parametrize(
+    "idle, mfu, bound",
+    [
+        (0.45, 0.10, "launch-bound"),
+        (0.05, 0.55, "arithmetic-bound"),
+        (0.05, 0.20, "GPU-bound below the matmul ceiling"),
+        (0.05, None, "GPU-bound below the matmul ceiling"),
+        (None, 0.5, None),
+    ],
+)
 def test_the_stated_criterion_classifies_cases(idle, mfu, bound):
     from diffbench.measure.boundness import classify
 

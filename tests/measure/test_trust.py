@@ -11,22 +11,21 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import RecordingBenchmark, make_session
 
-from diffbench.run import session as runner
+from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.errors import OptionError
 from diffbench.measure import pairing
 from diffbench.measure import rounds as rounds_module
 from diffbench.measure.compile_watch import CompileActivity
-from diffbench.errors import OptionError
 from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.measure.rounds import Rounds, timing_summary
-from diffbench.results.schema import FIELD, speedup_text
-from diffbench.run.round_checks import check_warmup_plateau
-from diffbench.run.selfcheck import compare_rounds
-from diffbench.config.settings import build_settings, expand_matrix
 from diffbench.measure.stages import StageTimer
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
-
-from helpers import RecordingBenchmark, make_session
+from diffbench.results.schema import FIELD, speedup_text
+from diffbench.run import session as runner
+from diffbench.run.round_checks import check_warmup_plateau
+from diffbench.run.selfcheck import compare_rounds
 
 EAGER_DYNAMO = '{"backend": "eager"}'  # torch.compile through dynamo without inductor: fast on the CPU
 
@@ -66,8 +65,9 @@ def test_the_timed_call_gets_a_generator_on_the_session_device(tmp_path, monkeyp
 
 
 def test_paired_case_alternates_eager_and_backend_and_records_an_interval(tmp_path, monkeypatch):
-    session = make_session(tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO, tasks="t2i",
-                           rounds=3, prompts=1)
+    session = make_session(
+        tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO, tasks="t2i", rounds=3, prompts=1
+    )
     order = []
     real = runner.one_round
 
@@ -88,16 +88,16 @@ def test_paired_case_alternates_eager_and_backend_and_records_an_interval(tmp_pa
 
 
 def test_unpairable_backend_times_eager_again_after_it(tmp_path, monkeypatch):
-    session = make_session(tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO, tasks="t2i",
-                           rounds=2, prompts=1)
+    session = make_session(
+        tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO, tasks="t2i", rounds=2, prompts=1
+    )
     monkeypatch.setattr(session.backends["compile"], "pairable", False)
     records = {case.backend: session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings)}
     compiled = records["compile"]
     assert compiled["pairing"] == "eager-after" and len(compiled["eager_after_rounds_s"]) == 2
     expected = statistics.median(records["eager"]["e2e_rounds_s"]) / compiled["e2e_s"]
     assert compiled["speedup"] == pytest.approx(expected)
-    assert compiled["eager_drift"] == pytest.approx(
-        compiled["eager_after_e2e_s"] / records["eager"]["e2e_s"] - 1.0)
+    assert compiled["eager_drift"] == pytest.approx(compiled["eager_after_e2e_s"] / records["eager"]["e2e_s"] - 1.0)
 
 
 def test_paired_interval_on_scripted_rounds():
@@ -166,7 +166,8 @@ def test_telemetry_absent_on_the_cpu_is_said_not_zeroed():
     with telemetry, telemetry.window("backend"):
         pass
     assert not telemetry.available and telemetry.summary("backend", 1) == {
-        "telemetry_note": "no telemetry: cpu is not a CUDA device"}
+        "telemetry_note": "no telemetry: cpu is not a CUDA device"
+    }
     assert count_host_syncs("cpu", lambda: None) is None
     probe = launch_probe("cpu", launches=50)
     assert probe["us_per_launch"] > 0 and probe["launches"] == 50
@@ -229,6 +230,7 @@ def test_selfcheck_verdict_on_scripted_rounds():
 
 def test_plain_step_clock_times_between_the_first_and_last_step_end(monkeypatch):
     from diffbench.run import selfcheck
+
     stamps = iter([10.0, 10.1, 10.3, 10.6])
     monkeypatch.setattr(selfcheck.time, "perf_counter", lambda: next(stamps))
     clock = selfcheck.PlainStepClock("cpu")
@@ -241,17 +243,58 @@ def test_plain_step_clock_times_between_the_first_and_last_step_end(monkeypatch)
 @pytest.mark.slow
 def test_selfcheck_command_on_a_tiny_model(tmp_path):
     out = tmp_path / "selfcheck.json"
-    done = subprocess.run([sys.executable, "-m", "diffbench.cli", "selfcheck", "--model", "tiny-sdxl", "--weights",
-                           "tiny", "--resolution", "64", "--steps", "2", "--rounds", "2", "--device", "cpu",
-                           "--tolerance", "1000", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffbench.cli",
+            "selfcheck",
+            "--model",
+            "tiny-sdxl",
+            "--weights",
+            "tiny",
+            "--resolution",
+            "64",
+            "--steps",
+            "2",
+            "--rounds",
+            "2",
+            "--device",
+            "cpu",
+            "--tolerance",
+            "1000",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["case"] == "tiny-sdxl-t2i-64-eager" and result["verdict"] in ("pass", "inconclusive")
     assert [len(result["rounds_s"][side]) for side in ("bare", "suite")] == [2, 2]
     assert len(result["rounds_ms_per_step"]["bare"]) == 2 and all(ms > 0 for ms in result["rounds_ms_per_step"]["bare"])
     assert "bare loop" in done.stdout and "tolerance +-1000%" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "diffbench.cli", "selfcheck", "--model", "tiny-sdxl", "--weights",
-                          "tiny", "--resolution", "64", "--device", "cuda:7"], capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffbench.cli",
+            "selfcheck",
+            "--model",
+            "tiny-sdxl",
+            "--weights",
+            "tiny",
+            "--resolution",
+            "64",
+            "--device",
+            "cuda:7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode == 2 and "diffbench selfcheck:" in bad.stderr
 
 
@@ -272,8 +315,15 @@ def test_a_contended_case_is_marked_in_the_table_and_the_report(tmp_path):
     from diffbench.report.stages import conditions_section
     from diffbench.results.summary import markdown_table
 
-    record = {"case": "tiny-sdxl-t2i-128-eager", "status": "ok", "e2e_s": 1.0, "contended": True,
-              "host_other_cpu": 0.6, "speedup": 1.0, "pairing": "reference"}
+    record = {
+        "case": "tiny-sdxl-t2i-128-eager",
+        "status": "ok",
+        "e2e_s": 1.0,
+        "contended": True,
+        "host_other_cpu": 0.6,
+        "speedup": 1.0,
+        "pairing": "reference",
+    }
     assert "| ok (contended) |" in markdown_table([record])
     assert "| ok |" in markdown_table([{**record, "contended": False}])
     (heading, _, table) = conditions_section([("case", record)])

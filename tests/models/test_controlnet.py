@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import RecordingBenchmark, make_session
 from PIL import Image
 
 from diffbench.case import Resolution
+from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.errors import OptionError
 from diffbench.models.catalog import MODELS
 from diffbench.models.controlnet import build_random_controlnet, check_matches_unet, config_folder
-from diffbench.errors import OptionError
 from diffbench.models.inputs import canny_edges, control_image, default_input_image
 from diffbench.models.pipelines import share_components
 from diffbench.models.random_weights import build_random_pipeline
-from diffbench.config.settings import build_settings, expand_matrix
-from helpers import RecordingBenchmark, make_session
 
 ROOT = Path(__file__).resolve().parents[2]
 EAGER_DYNAMO = json.dumps({"backend": "eager"})  # torch.compile's graph capture without inductor: fast
@@ -77,9 +77,16 @@ def test_the_controlnet_conditions_the_image():
     edges = canny_edges(default_input_image(), Resolution(64, 64))
 
     def image(scale):
-        return controlnet_pipe(prompt="an astronaut", image=edges, height=64, width=64, num_inference_steps=2,
-                               controlnet_conditioning_scale=scale, output_type="np",
-                               generator=torch.Generator("cpu").manual_seed(0)).images[0]
+        return controlnet_pipe(
+            prompt="an astronaut",
+            image=edges,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            controlnet_conditioning_scale=scale,
+            output_type="np",
+            generator=torch.Generator("cpu").manual_seed(0),
+        ).images[0]
 
     unconditioned, conditioned = image(0.0), image(0.5)
     assert np.isfinite(conditioned).all() and conditioned.std() > 1e-3
@@ -108,8 +115,8 @@ def test_a_saved_controlnet_folder_gives_the_same_image_as_the_random_one(tmp_pa
     random_run.run(case, RecordingBenchmark())
     record = folder_run.run(case, RecordingBenchmark())
     assert record["controlnet"] == str(tmp_path / "controlnet")
-    expected, = random_run.references[case.reference_key].images
-    actual, = folder_run.references[case.reference_key].images
+    (expected,) = random_run.references[case.reference_key].images
+    (actual,) = folder_run.references[case.reference_key].images
     assert np.array_equal(expected, actual)
 
 
@@ -134,16 +141,26 @@ def test_controlnet_runs_only_when_named_and_only_for_the_sdxl_family():
     ids = [case.id for case in expand_matrix(build_settings({"tasks": "t2i,controlnet", "backends": "compile"}))]
     assert "sdxl-controlnet-1024-compile" in ids and "realvisxl-lightning-5step-controlnet-512-compile" in ids
     assert {i.split("-controlnet")[0] for i in ids if "-controlnet-" in i} == {
-        "sdxl", "realvisxl", "realvisxl-lightning", "realvisxl-lightning-5step", "tiny-sdxl"}
-    with pytest.raises(OptionError, match="no case to run: the models selected support only these tasks: tiny-sd3: t2i$"):
+        "sdxl",
+        "realvisxl",
+        "realvisxl-lightning",
+        "realvisxl-lightning-5step",
+        "tiny-sdxl",
+    }
+    with pytest.raises(
+        OptionError, match="no case to run: the models selected support only these tasks: tiny-sd3: t2i$"
+    ):
         build_settings({"models": "tiny-sd3", "tasks": "controlnet"})
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"controlnet": "/no/such/controlnet"}, "--controlnet '/no/such/controlnet' is neither `random`, an existing"),
-    ({"controlnet": "random:3"}, "is neither `random`, an existing folder, nor a hub id OWNER/NAME"),
-    ({"control_image": "/no/such.png"}, "--control-image '/no/such.png' is not a readable image"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"controlnet": "/no/such/controlnet"}, "--controlnet '/no/such/controlnet' is neither `random`, an existing"),
+        ({"controlnet": "random:3"}, "is neither `random`, an existing folder, nor a hub id OWNER/NAME"),
+        ({"control_image": "/no/such.png"}, "--control-image '/no/such.png' is not a readable image"),
+    ],
+)
 def test_bad_controlnet_options_are_option_errors(raw, message):
     with pytest.raises(OptionError) as error:
         build_settings({"tasks": "controlnet", **raw})
@@ -157,7 +174,23 @@ def test_a_folder_without_a_config_is_not_a_controlnet(tmp_path):
 
 @pytest.mark.parametrize("option", [["--controlnet", "/no/such/controlnet"], ["--control-image", "/no/such.png"]])
 def test_bad_controlnet_options_are_usage_errors_on_the_command_line(option):
-    result = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", "--collect-only",
-                             "--tasks", "controlnet", *option], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks/",
+            "-p",
+            "no:cacheprovider",
+            "--collect-only",
+            "--tasks",
+            "controlnet",
+            *option,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 4, result.stdout + result.stderr
     assert option[1] in result.stderr and "Traceback" not in result.stderr + result.stdout

@@ -9,10 +9,17 @@ import torch
 from safetensors.torch import save_file
 
 from diffbench.errors import OptionError, UnavailableError
-from diffbench.models.lora import LoraSpec, add_random_lora, lora_layer_count, parse_lora, random_like, random_lora_state_dict
-from diffbench.run.lora_case import adapter_in
 from diffbench.measure.quality import compare
+from diffbench.models.lora import (
+    LoraSpec,
+    add_random_lora,
+    lora_layer_count,
+    parse_lora,
+    random_like,
+    random_lora_state_dict,
+)
 from diffbench.models.random_weights import build_random_pipeline
+from diffbench.run.lora_case import adapter_in
 
 pytest.importorskip("peft")
 
@@ -23,12 +30,18 @@ def psnr(reference, candidate):
 
 def image(pipe):
     generator = torch.Generator("cpu").manual_seed(3)
-    return pipe(prompt="a cat", num_inference_steps=2, height=64, width=64, generator=generator, output_type="np").images[0]
+    return pipe(
+        prompt="a cat", num_inference_steps=2, height=64, width=64, generator=generator, output_type="np"
+    ).images[0]
 
 
 def weights(pipe):
-    return {f"{name}.{key}": value.clone() for name, module in pipe.components.items()
-            if isinstance(module, torch.nn.Module) for key, value in module.state_dict().items()}
+    return {
+        f"{name}.{key}": value.clone()
+        for name, module in pipe.components.items()
+        if isinstance(module, torch.nn.Module)
+        for key, value in module.state_dict().items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +76,11 @@ def test_fused_gives_the_unfused_image_and_the_fused_weights_are_put_back_exactl
         unfused = image(pipe)
     with adapter_in(pipe, LoraSpec(rank=4), "fused", "cpu") as adapter:
         assert adapter.record["lora_fuse_s"] > 0
-        changed = [k for k, v in weights(pipe).items() if "base_layer" in k and not torch.equal(v, before[k.replace("base_layer.", "")])]
+        changed = [
+            k
+            for k, v in weights(pipe).items()
+            if "base_layer" in k and not torch.equal(v, before[k.replace("base_layer.", "")])
+        ]
         assert changed  # fusing wrote the adapter into the projections' weights
         assert psnr(unfused, image(pipe)) > 50  # the same image, up to rounding
     after = weights(pipe)
@@ -95,10 +112,16 @@ def test_lora_values_parse_to_their_kind(tmp_path):
     assert (hub.kind, hub.label, str(hub)) == ("hub", "lcm-lora-sdxl", "latent-consistency/lcm-lora-sdxl")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("random", "random:RANK with a positive rank"), ("random:0", "positive rank"), ("random:x", "positive rank"),
-    ("./missing.safetensors", "not an existing .safetensors file"), ("a lora please", "not understood"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("random", "random:RANK with a positive rank"),
+        ("random:0", "positive rank"),
+        ("random:x", "positive rank"),
+        ("./missing.safetensors", "not an existing .safetensors file"),
+        ("a lora please", "not understood"),
+    ],
+)
 def test_bad_lora_values_are_usage_errors(text, message):
     with pytest.raises(OptionError, match=message):
         parse_lora(text)

@@ -10,9 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffbench.models import fixture_files
-from diffbench.models import random_weights
-from diffbench.models import tokenizers
+from diffbench.models import fixture_files, random_weights, tokenizers
 from diffbench.models.random_weights import (
     build_component,
     build_random_pipeline,
@@ -98,8 +96,9 @@ def test_controlnet_configs_are_derived_from_their_unets(arch, embedding_channel
     models = fixture_files.fixtures_dir() / "models"
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(models / arch / "unet"))
-        derived = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=tuple(embedding_channels),
-                                            load_weights_from_unet=False)
+        derived = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=tuple(embedding_channels), load_weights_from_unet=False
+        )
     committed = random_weights.read_json(models / f"{arch}-controlnet" / "config.json")
     assert committed["conditioning_embedding_out_channels"] == embedding_channels
     for key, value in derived.config.items():

@@ -4,14 +4,14 @@ import dataclasses
 
 import pytest
 import torch
-
-from diffbench.models.catalog import MODELS
-from diffbench.errors import OptionError
-from diffbench.models.random_weights import build_random_pipeline
-from diffbench.config.settings import expand_matrix
-from diffbench.models.weights import load_pipeline
 from helpers import RecordingBenchmark, make_session
 from support.ldm_checkpoint import save_sdxl_single_file
+
+from diffbench.config.settings import expand_matrix
+from diffbench.errors import OptionError
+from diffbench.models.catalog import MODELS
+from diffbench.models.random_weights import build_random_pipeline
+from diffbench.models.weights import load_pipeline
 
 # `sdxl` as a user would point it at local weights, with the architecture shrunk to the tiny configs.
 TINY_SDXL_AS_FULL = dataclasses.replace(MODELS["sdxl"], arch="tiny-sdxl")
@@ -32,8 +32,9 @@ def assert_same_weights(expected, actual):
 def test_saved_folder_runs_as_a_benchmark_case(tmp_path, tiny_sdxl):
     folder = tmp_path / "my-sdxl"
     tiny_sdxl.save_pretrained(folder)
-    session = make_session(tmp_path, models="sdxl", tasks="t2i", resolutions="128", device="cpu",
-                           weights=f"sdxl={folder}")
+    session = make_session(
+        tmp_path, models="sdxl", tasks="t2i", resolutions="128", device="cpu", weights=f"sdxl={folder}"
+    )
     record = session.run(expand_matrix(session.settings)[0], RecordingBenchmark())
     assert record["status"] == "ok" and record["weights"] == str(folder)
     loaded = session.cache._loaded.pipe
@@ -67,8 +68,15 @@ def test_single_file_checkpoint_loads_through_the_weights_path(tmp_path, tiny_sd
 def test_lightning_card_settings_run_dpm_sde_karras_deterministically(tmp_path):
     """realvisxl-lightning-5step: the card's scheduler (DPM++ SDE Karras: 2 UNet calls per step but the
     first), CFG 1.5, and the same image for the same seed although the SDE draws Brownian noise."""
-    session = make_session(tmp_path, models="realvisxl-lightning-5step", tasks="t2i", resolutions="64",
-                           device="cpu", weights="tiny", steps=None)
+    session = make_session(
+        tmp_path,
+        models="realvisxl-lightning-5step",
+        tasks="t2i",
+        resolutions="64",
+        device="cpu",
+        weights="tiny",
+        steps=None,
+    )
     record = session.run(expand_matrix(session.settings)[0], RecordingBenchmark())
     assert record["status"] == "ok", record.get("message")
     assert record["steps"] == 5 and record["loop_iterations"] == 9

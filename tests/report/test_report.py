@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from diffbench.cli import main
-from diffbench.results.history import load_run
-from diffbench.report.groups import run_labels
-from diffbench.results.schema import speedup_text
 from diffbench.report.grid import MISSING_FILL, fit_image, image_box
+from diffbench.report.groups import run_labels
+from diffbench.results.history import load_run
+from diffbench.results.schema import speedup_text
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 256
@@ -29,13 +29,22 @@ RUN_ARGUMENTS = ("--rounds", "2", "--prompts", "1", "--steps", "2", "-p", "no:ca
 
 
 def _bench(results_dir: Path, *selection: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "pytest", "benchmarks/", *selection, *RUN_ARGUMENTS,
-               "--results-dir", str(results_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/",
+        *selection,
+        *RUN_ARGUMENTS,
+        "--results-dir",
+        str(results_dir),
+    ]
     # Two runs side by side on 2 cores: one thread each. No GPU and no hub, so the full-size case is
     # skipped on every machine, never downloaded or run.
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +62,9 @@ def run_folders(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def report(run_folders, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    code = main(["report", *map(str, run_folders), "--out", str(out), "--title", "tiny runs",
-                 "--image-size", str(IMAGE_SIZE)])
+    code = main(
+        ["report", *map(str, run_folders), "--out", str(out), "--title", "tiny runs", "--image-size", str(IMAGE_SIZE)]
+    )
     assert code == 0
     return out
 
@@ -74,7 +84,7 @@ def markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
         elif line.startswith("|") and heading not in tables and lines[index + 1].startswith("|---"):
             header = _cells(line)
             rows = []
-            for row_line in lines[index + 2:]:
+            for row_line in lines[index + 2 :]:
                 if not row_line.startswith("|"):
                     break
                 rows.append(dict(zip(header, _cells(row_line))))
@@ -84,13 +94,20 @@ def markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
 
 def expected_cells(record: dict) -> dict[str, str]:
     """A record's values as the report must show them."""
+
     def fixed(value, digits):
         return "-" if value is None else f"{value:.{digits}f}"
 
     e2e = f"{record['e2e_s']:.3f} ({record['e2e_min_s']:.3f}-{record['e2e_max_s']:.3f})" if record["e2e_s"] else "-"
-    return {"warmup s": fixed(record["warmup_s"], 2), "E2E s median (min-max)": e2e, "it/s": fixed(record["its"], 2),
-            "peak mem GiB": fixed(record["peak_mem_gib"], 2), "SSIM min": fixed(record["ssim"], 4),
-            "PSNR min dB": fixed(record["psnr"], 1), "speedup vs eager": speedup_text(record)}
+    return {
+        "warmup s": fixed(record["warmup_s"], 2),
+        "E2E s median (min-max)": e2e,
+        "it/s": fixed(record["its"], 2),
+        "peak mem GiB": fixed(record["peak_mem_gib"], 2),
+        "SSIM min": fixed(record["ssim"], 4),
+        "PSNR min dB": fixed(record["psnr"], 1),
+        "speedup vs eager": speedup_text(record),
+    }
 
 
 def test_tables_hold_every_records_measured_numbers(run_folders, report):
@@ -158,7 +175,9 @@ def test_cases_not_ok_in_a_run_are_named_in_the_trend(run_folders, tmp_path):
     results.write_text("".join(json.dumps(record) + "\n" for record in records))
     out = tmp_path / "out"
     assert main(["report", str(run_folders[0]), str(second), "--out", str(out)]) == 0
-    rows = {row["case"]: list(row.values()) for row in markdown_tables((out / "report.md").read_text())["Trend over runs"]}
+    rows = {
+        row["case"]: list(row.values()) for row in markdown_tables((out / "report.md").read_text())["Trend over runs"]
+    }
     assert rows[SKIPPED][1:3] == ["skipped", "skipped"]
     assert rows[f"{TINY}-compile"][2] == "failed" and rows[f"{TINY}-eager"][2] != "-"
 
@@ -219,9 +238,15 @@ def test_lora_cost_and_control_image_are_shown_with_their_group(run_folders, tmp
     results = folder / "results.jsonl"
     records = [json.loads(line) for line in results.read_text().splitlines()]
     for record in [r for r in records if r["case"].startswith(TINY)]:  # as LoRA and ControlNet cases record them
-        record.update(lora_load_s=1.25, lora_memory_gib=0.173, lora_layers=560,
-                      lora_fuse_s=0.119 if record["backend"] == "compile" else None,
-                      controlnet="random", controlnet_load_s=0.165, control_image="images/control.png")
+        record.update(
+            lora_load_s=1.25,
+            lora_memory_gib=0.173,
+            lora_layers=560,
+            lora_fuse_s=0.119 if record["backend"] == "compile" else None,
+            controlnet="random",
+            controlnet_load_s=0.165,
+            control_image="images/control.png",
+        )
     results.write_text("".join(json.dumps(record) + "\n" for record in records))
     Image.new("RGB", (8, 8), (255, 255, 255)).save(folder / "images" / "control.png")
     assert main(["report", str(folder), "--out", str(tmp_path / "out")]) == 0
@@ -229,9 +254,11 @@ def test_lora_cost_and_control_image_are_shown_with_their_group(run_folders, tmp
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| backend | LoRA load s"))
     header = _cells(lines[start])
-    rows = [dict(zip(header, _cells(line))) for line in lines[start + 2:start + 4]]
+    rows = [dict(zip(header, _cells(line))) for line in lines[start + 2 : start + 4]]
     assert [(r["backend"], r["LoRA load s"], r["fuse s"], r["layers with the adapter"]) for r in rows] == [
-        ("eager", "1.250", "-", "560"), ("compile", "1.250", "0.119", "560")]
+        ("eager", "1.250", "-", "560"),
+        ("compile", "1.250", "0.119", "560"),
+    ]
     assert "ControlNet: random, loaded in 0.165 s." in text
     assert "](control-tiny-sdxl-t2i-128x128.png)" in text
     assert Image.open(tmp_path / "out" / "control-tiny-sdxl-t2i-128x128.png").size == (8, 8)
@@ -255,8 +282,12 @@ def test_image_path_finds_the_jpeg_copy_of_a_committed_run(tmp_path):
     from diffbench.results.history import Run
 
     (tmp_path / "images").mkdir()
-    run = Run(tmp_path / "results.jsonl", "r1", {"a": {"case": "a", "image": "images/a.png"},
-                                                 "b": {"case": "b", "image": "images/b.png"}}, folder=tmp_path)
+    run = Run(
+        tmp_path / "results.jsonl",
+        "r1",
+        {"a": {"case": "a", "image": "images/a.png"}, "b": {"case": "b", "image": "images/b.png"}},
+        folder=tmp_path,
+    )
     (tmp_path / "images" / "a.jpg").write_bytes(b"jpeg")
     assert run.image_path("a") == tmp_path / "images" / "a.jpg"
     assert run.image_path("b") is None  # neither file: the grid says so
@@ -276,16 +307,31 @@ def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
 def test_a_trend_renders_every_status_a_case_can_end_in(tmp_path):
     """Unit-level guard of the trend's status cells (a NameError here once failed every report whose trend
     held a case that was not ok in one run): no benchmark run needed, every status once."""
-    from diffbench.results.history import Run
     from diffbench.report.trend import trend_section
+    from diffbench.results.history import Run
 
     def record(status, e2e_s=None):
-        return {"case": "m-t2i-64x64-eager", "model": "m", "task": "t2i", "resolution": "64x64",
-                "backend": "eager", "status": status, "e2e_s": e2e_s, "message": "why"}
+        return {
+            "case": "m-t2i-64x64-eager",
+            "model": "m",
+            "task": "t2i",
+            "resolution": "64x64",
+            "backend": "eager",
+            "status": status,
+            "e2e_s": e2e_s,
+            "message": "why",
+        }
 
     statuses = ["ok", "failed", "oom", "skipped", "interrupted"]
-    runs = [Run(Path(f"run{index}"), f"run{index}", {"m-t2i-64x64-eager": record(status, 1.0 if status == "ok" else None)},
-                label=f"r{index}") for index, status in enumerate(statuses)]
+    runs = [
+        Run(
+            Path(f"run{index}"),
+            f"run{index}",
+            {"m-t2i-64x64-eager": record(status, 1.0 if status == "ok" else None)},
+            label=f"r{index}",
+        )
+        for index, status in enumerate(statuses)
+    ]
     blocks = trend_section(runs, [run.label for run in runs], tmp_path, {"eager": "#000000"})
     (table,) = [block for block in blocks if hasattr(block, "rows")]
     assert table.rows == [["m-t2i-64x64-eager", "1.000", "failed", "OOM", "skipped", "interrupted", "-"]]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from diffbench.cli import main
-from diffbench.results.compare import parse_thresholds
 from diffbench.errors import OptionError
+from diffbench.results.compare import parse_thresholds
 from diffbench.results.noise import higher_beyond_noise, p_value_higher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +32,27 @@ class TinyRun:
 def tiny_run(tmp_path_factory) -> TinyRun:
     """One real tiny CPU run, made once for the module; tests compare edited copies of it."""
     root = tmp_path_factory.mktemp("compare")
-    command = [sys.executable, "-m", "pytest", "benchmarks/", "-k", "tiny-sdxl-t2i", "--backends", "eager",
-               "--rounds", "3", "--prompts", "1", "--results-dir", str(root / "runs"),
-               "--benchmark-json", str(root / "b.json"), "-p", "no:cacheprovider", "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/",
+        "-k",
+        "tiny-sdxl-t2i",
+        "--backends",
+        "eager",
+        "--rounds",
+        "3",
+        "--prompts",
+        "1",
+        "--results-dir",
+        str(root / "runs"),
+        "--benchmark-json",
+        str(root / "b.json"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (folder,) = (root / "runs").iterdir()
@@ -84,6 +102,7 @@ def slower(factor: float):
     def edit(record: dict) -> None:
         record["e2e_s"] *= factor
         record["e2e_rounds_s"] = [value * factor for value in record["e2e_rounds_s"]]
+
     return edit
 
 
@@ -114,11 +133,13 @@ def test_slower_inside_noise_is_not_a_regression(tiny_run, capsys, tmp_path):
         record = records[0]
         median = record["e2e_s"]
         record["e2e_rounds_s"] = [median * 0.5, median, median * 2.0]
+
     def interleaved(records):
         noisy(records)
         record = records[0]
         median = record["e2e_s"]
         record["e2e_rounds_s"], record["e2e_s"] = [median * 0.6, median * 1.3, median * 1.4], median * 1.3
+
     base = copy_run(tiny_run, tmp_path / "base", noisy)
     code, out, err = compare(capsys, base, copy_run(tiny_run, tmp_path / "noisy", interleaved))
     assert code == 0, out + err
@@ -127,14 +148,17 @@ def test_slower_inside_noise_is_not_a_regression(tiny_run, capsys, tmp_path):
 
 def one_slow_round(rounds: int):
     """BASE: `rounds` steady rounds, the last one 3.05x slower; NEW: 3x slower, steady (issue 16's case)."""
+
     def base(records):
         median = records[0]["e2e_s"]
         records[0]["e2e_rounds_s"] = [median * (1 + i / 1000) for i in range(rounds - 1)] + [median * 3.05]
         records[0]["e2e_s"] = median
+
     def new(records):
         median = records[0]["e2e_s"]
         records[0]["e2e_rounds_s"] = [median * (3 + i / 1000) for i in range(rounds)]
         records[0]["e2e_s"] = median * 3
+
     return base, new
 
 
@@ -144,8 +168,11 @@ def test_a_large_change_too_few_rounds_can_decide_is_inconclusive_and_fails(tiny
     code, out, err = compare(capsys, base, new)
     assert code == 1, out + err
     assert "+200.0%" in out and "inconclusive (p=0.35)" in out and "REGRESSION" not in out
-    assert (f"INCONCLUSIVE {CASE} e2e:" in out and "p=0.35 with 3 and 3 rounds cannot decide" in out
-            and "would decide with 18 a side (--rounds 18)" in out)
+    assert (
+        f"INCONCLUSIVE {CASE} e2e:" in out
+        and "p=0.35 with 3 and 3 rounds cannot decide" in out
+        and "would decide with 18 a side (--rounds 18)" in out
+    )
     assert "1 inconclusive (fails; --inconclusive pass lets it pass)" in out
     code, out, _ = compare(capsys, base, new, "--inconclusive", "pass", "--json", str(tmp_path / "c.json"))
     assert code == 0 and f"INCONCLUSIVE {CASE} e2e:" in out
@@ -168,17 +195,27 @@ def test_lower_its_beyond_noise_regresses(tiny_run, capsys, tmp_path):
     def fewer_its(records):
         records[0]["its"] *= 0.5
         records[0]["its_rounds"] = [value * 0.5 for value in records[0]["its_rounds"]]
+
     code, out, _ = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "its", fewer_its))
     assert code == 1 and f"REGRESSION {CASE} its:" in out and "-50.0%, threshold 10%" in out
 
 
-@pytest.mark.parametrize("metric, base_value, new_value, expected", [
-    ("peak_mem_gib", 10.0, 11.5, "REGRESSION tiny-sdxl-t2i-128-eager peak_mem: 10.00 GiB -> 11.50 GiB (+15.0%, threshold 10%)"),
-    ("ssim", 1.0, 0.95, "REGRESSION tiny-sdxl-t2i-128-eager ssim: 1.0000 -> 0.9500 (-0.0500, threshold 0.02)"),
-])
+@pytest.mark.parametrize(
+    "metric, base_value, new_value, expected",
+    [
+        (
+            "peak_mem_gib",
+            10.0,
+            11.5,
+            "REGRESSION tiny-sdxl-t2i-128-eager peak_mem: 10.00 GiB -> 11.50 GiB (+15.0%, threshold 10%)",
+        ),
+        ("ssim", 1.0, 0.95, "REGRESSION tiny-sdxl-t2i-128-eager ssim: 1.0000 -> 0.9500 (-0.0500, threshold 0.02)"),
+    ],
+)
 def test_memory_and_quality_use_plain_thresholds(tiny_run, capsys, tmp_path, metric, base_value, new_value, expected):
     def setter(value):
         return lambda records: records[0].update({metric: value})
+
     base = copy_run(tiny_run, tmp_path / "base", setter(base_value))
     code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "new", setter(new_value)))
     assert code == 1 and expected in out
@@ -188,6 +225,7 @@ def test_a_metric_given_overrides_only_itself(tiny_run, capsys, tmp_path):
     def slow_and_blurry(records):
         slower(1.5)(records[0])
         records[0]["ssim"] = 0.95
+
     new = copy_run(tiny_run, tmp_path / "new", slow_and_blurry)
     code, out, _ = compare(capsys, tiny_run.folder, new, "--fail", "e2e:60%")
     assert code == 1 and "e2e:" not in "".join(line for line in out.splitlines() if "REGRESSION" in line)
@@ -197,6 +235,7 @@ def test_a_metric_given_overrides_only_itself(tiny_run, capsys, tmp_path):
 def test_ok_to_failed_regresses_with_status_and_message(tiny_run, capsys, tmp_path):
     def failed(records):
         records[0].update(status="failed", message="SSIM 0.91 below the floor 0.98")
+
     code, out, _ = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "failed", failed))
     assert code == 1
     assert f"REGRESSION {CASE} status: ok -> failed: SSIM 0.91 below the floor 0.98" in out
@@ -205,6 +244,7 @@ def test_ok_to_failed_regresses_with_status_and_message(tiny_run, capsys, tmp_pa
 def test_cases_in_one_run_only_are_listed_not_regressions(tiny_run, capsys, tmp_path):
     def extra_case(records):
         records.append(dict(records[0], case="tiny-sdxl-t2i-256-eager"))
+
     code, out, _ = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "more", extra_case))
     assert code == 0 and "only in NEW: tiny-sdxl-t2i-256-eager" in out and "1 only in NEW" in out
     code, out, _ = compare(capsys, tmp_path / "more", tiny_run.folder)
@@ -214,6 +254,7 @@ def test_cases_in_one_run_only_are_listed_not_regressions(tiny_run, capsys, tmp_
 def test_a_new_run_holding_none_of_the_base_cases_is_exit_2(tiny_run, capsys, tmp_path):
     def other_cases(records):
         records[:] = [dict(records[0], case="tiny-sdxl-t2i-256-eager"), dict(records[0], case="tiny-sdxl-t2i-64-eager")]
+
     code, out, err = compare(capsys, tiny_run.folder, copy_run(tiny_run, tmp_path / "lost", other_cases))
     assert code == 2 and out == ""
     assert f"no case of BASE (1 case(s), e.g. {CASE}) is in NEW" in err and "nothing to compare" in err
@@ -238,17 +279,23 @@ def damaged(run: TinyRun, target: Path, damage: str) -> tuple[Path, str]:
         target.mkdir()
         body = {"benchmarks=5": 5, "benchmarks=[1, 2]": [1, 2]}[damage]
         (target / "b.json").write_text(json.dumps({"benchmarks": body}))
-        expected = {"benchmarks=5": "is not a pytest-benchmark JSON file (no 'benchmarks' list)",
-                    "benchmarks=[1, 2]": "benchmark 1 is not a pytest-benchmark entry (a JSON object): '1'"}[damage]
+        expected = {
+            "benchmarks=5": "is not a pytest-benchmark JSON file (no 'benchmarks' list)",
+            "benchmarks=[1, 2]": "benchmark 1 is not a pytest-benchmark entry (a JSON object): '1'",
+        }[damage]
         return target / "b.json", expected
     folder = copy_run(run, target)
     results = folder / "results.jsonl"
     good = results.read_bytes()
-    results.write_bytes({"binary": b"\xff\xfe\x00\x01" + good, "42": b"42\n" + good, "null": b"null\n" + good,
-                         "empty": b""}[damage])
-    expected = {"binary": "is not a results file: byte 0 is not UTF-8 text",
-                "42": "line 1 is not a diffbench record (a JSON object with a case): '42'",
-                "null": "line 1 is not a diffbench record", "empty": "holds no diffbench case record"}[damage]
+    results.write_bytes(
+        {"binary": b"\xff\xfe\x00\x01" + good, "42": b"42\n" + good, "null": b"null\n" + good, "empty": b""}[damage]
+    )
+    expected = {
+        "binary": "is not a results file: byte 0 is not UTF-8 text",
+        "42": "line 1 is not a diffbench record (a JSON object with a case): '42'",
+        "null": "line 1 is not a diffbench record",
+        "empty": "holds no diffbench case record",
+    }[damage]
     return folder, expected
 
 
@@ -272,8 +319,11 @@ def test_a_torn_last_line_is_left_out_with_a_warning(tiny_run, capsys, tmp_path)
     code, out, err = compare(capsys, tiny_run.folder, torn)
     assert code == 0 and "no regression" in out
     assert f"warning: {torn / 'results.jsonl'}: its last line (line 2) is cut short" in err
-    for command in (["report", str(torn), "--out", str(tmp_path / "report")], ["table", str(torn / "results.jsonl")],
-                    ["merge", str(torn), "--out", str(tmp_path / "merged")]):
+    for command in (
+        ["report", str(torn), "--out", str(tmp_path / "report")],
+        ["table", str(torn / "results.jsonl")],
+        ["merge", str(torn), "--out", str(tmp_path / "merged")],
+    ):
         assert main(command) == 0
         assert f"diffbench {command[0]}: warning: " in capsys.readouterr().err
 
@@ -284,16 +334,21 @@ def test_non_numeric_metric_exits_2_naming_file_case_and_key(tiny_run, capsys, t
     assert code == 2 and f"case {CASE!r} has a non-numeric e2e_s: 'fast'" in err and str(bad) in err
 
 
-def test_a_case_on_another_stack_is_not_comparable_across_stacks_compares_same_stack_refuses(tiny_run, capsys,
-                                                                                             tmp_path):
+def test_a_case_on_another_stack_is_not_comparable_across_stacks_compares_same_stack_refuses(
+    tiny_run, capsys, tmp_path
+):
     other = copy_run(tiny_run, tmp_path / "h100", lambda records: slower(9)(records[0]))
     meta = json.loads((other / "run.json").read_text())
     meta["stack"].update(gpu="NVIDIA H100 80GB HBM3", driver="580.159.04")
     (other / "run.json").write_text(json.dumps(meta))
     code, out, err = compare(capsys, tiny_run.folder, other)  # 9x slower, on another GPU: not a regression
     assert code == 0 and "1 case(s) not comparable" in err and "REGRESS" not in out
-    assert re.search(rf"^{CASE} +machine +.*not comparable \(different GPU \(None -> NVIDIA H100 80GB HBM3\), "
-                     r"different driver \(None -> 580\.159\.04\)\)$", out, flags=re.MULTILINE), out
+    assert re.search(
+        rf"^{CASE} +machine +.*not comparable \(different GPU \(None -> NVIDIA H100 80GB HBM3\), "
+        r"different driver \(None -> 580\.159\.04\)\)$",
+        out,
+        flags=re.MULTILINE,
+    ), out
     assert "1 not comparable (another machine or stack)" in out
     code, out, err = compare(capsys, tiny_run.folder, other, "--across-stacks")  # an A/B of two stacks
     assert code == 1 and "warning" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err
@@ -302,9 +357,14 @@ def test_a_case_on_another_stack_is_not_comparable_across_stacks_compares_same_s
     assert code == 2 and "--same-stack" in err and "gpu: None -> NVIDIA H100 80GB HBM3" in err and out == ""
 
 
-@pytest.mark.parametrize("value, complaint", [
-    ("e2e:fast", "'fast' is not a number"), ("speed:10%", "unknown metric 'speed'"), ("e2e", "expected METRIC:AMOUNT"),
-])
+@pytest.mark.parametrize(
+    "value, complaint",
+    [
+        ("e2e:fast", "'fast' is not a number"),
+        ("speed:10%", "unknown metric 'speed'"),
+        ("e2e", "expected METRIC:AMOUNT"),
+    ],
+)
 def test_bad_fail_option_is_a_usage_error_listing_metrics(tiny_run, capsys, value, complaint):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(tiny_run.folder), str(tiny_run.folder), "--fail", value])
@@ -326,8 +386,9 @@ def test_json_output_holds_the_regressions(tiny_run, capsys, tmp_path):
 def test_console_script_exit_code(tiny_run, tmp_path):
     new = copy_run(tiny_run, tmp_path / "slow", lambda records: slower(1.5)(records[0]))
     script = Path(sys.executable).parent / "diffbench"
-    result = subprocess.run([str(script), "compare", str(tiny_run.folder), str(new)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(script), "compare", str(tiny_run.folder), str(new)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"REGRESSION {CASE} e2e:" in result.stdout and "Traceback" not in result.stderr
 
@@ -371,8 +432,10 @@ def test_psnr_above_60_db_and_tiny_warmup_changes_do_not_count():
 
 def test_a_cold_compile_against_a_warm_one_is_not_comparable(tiny_run, capsys, tmp_path):
     """Issue 15: 68 s warm against 106 s cold was reported REGRESSED; the cache states now say why not."""
+
     def warmup(seconds, cache):
         return lambda records: records[0].update(warmup_s=seconds, compile_cache=cache)
+
     base = copy_run(tiny_run, tmp_path / "warm", warmup(68.0, "warm"))
     code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "cold", warmup(106.0, "cold")))
     assert code == 0 and "REGRESSION" not in out
@@ -384,6 +447,7 @@ def test_a_cold_compile_against_a_warm_one_is_not_comparable(tiny_run, capsys, t
 def test_energy_per_image_is_gated(tiny_run, capsys, tmp_path):
     def energy(joules):
         return lambda records: records[0].update(energy_per_image_j=joules)
+
     base = copy_run(tiny_run, tmp_path / "base", energy(300.0))
     code, out, _ = compare(capsys, base, copy_run(tiny_run, tmp_path / "new", energy(400.0)))
     assert code == 1 and f"REGRESSION {CASE} energy: 300.0 J -> 400.0 J (+33.3%, threshold 15%)" in out

@@ -20,18 +20,41 @@ from diffbench.results.history import load_run
 ROOT = Path(__file__).resolve().parents[2]
 SHARDS = 3
 # Three reference groups (tiny-sdxl t2i and i2i, tiny-sd3 t2i) of eager and compile: one group per shard.
-ARGUMENTS = ("-q", "-k", "tiny-sdxl or tiny-sd3", "--backends", "eager,compile", "--device", "cpu", "--steps", "2",
-             "--rounds", "2", "--prompts", "1", "--compiler-config", '{"backend": "eager"}')
+ARGUMENTS = (
+    "-q",
+    "-k",
+    "tiny-sdxl or tiny-sd3",
+    "--backends",
+    "eager,compile",
+    "--device",
+    "cpu",
+    "--steps",
+    "2",
+    "--rounds",
+    "2",
+    "--prompts",
+    "1",
+    "--compiler-config",
+    '{"backend": "eager"}',
+)
 OTHER_MACHINE = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130", "cuda": "13.0"}
 
-pytestmark = pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "activate").is_file(),
-                                reason="the CI scripts run in the project's .venv, which is not set up (.ci/setup)")
+pytestmark = pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "activate").is_file(),
+    reason="the CI scripts run in the project's .venv, which is not set up (.ci/setup)",
+)
 
 
 def environment(**settings: str) -> dict[str, str]:
     """This process's environment for a script: no setup, no GPU, no hub, a thread per process (2 cores)."""
-    base = {**os.environ, "DIFFBENCH_SKIP_SETUP": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-            "HF_HUB_OFFLINE": "1", "SLURM_SUBMIT_DIR": str(ROOT)}
+    base = {
+        **os.environ,
+        "DIFFBENCH_SKIP_SETUP": "1",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "HF_HUB_OFFLINE": "1",
+        "SLURM_SUBMIT_DIR": str(ROOT),
+    }
     base.pop("GITHUB_STEP_SUMMARY", None)
     return {**base, **settings}
 
@@ -46,11 +69,21 @@ def run_machines(root: Path) -> list[subprocess.CompletedProcess]:
             settings["SLURM_ARRAY_TASK_ID"] = "0"
         else:  # a runner of the Actions matrix
             command = ["bash", ".ci/shard-run", str(index), str(SHARDS), *ARGUMENTS]
-        started.append(subprocess.Popen(command, cwd=ROOT, env=environment(**settings), text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        started.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=environment(**settings),
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
     outputs = [process.communicate(timeout=600)[0] for process in started]
-    return [subprocess.CompletedProcess(process.args, process.returncode, output, "")
-            for process, output in zip(started, outputs)]
+    return [
+        subprocess.CompletedProcess(process.args, process.returncode, output, "")
+        for process, output in zip(started, outputs)
+    ]
 
 
 def gather(root: Path, night: Path, indices: list[int]) -> None:
@@ -71,10 +104,20 @@ def on_another_machine(shard_folder: Path) -> None:
 
 def gate(root: Path, night: Path) -> subprocess.CompletedProcess:
     """The merge job of the Slurm version (merge.sbatch: .ci/shard-merge), with generous timing thresholds."""
-    settings = {"DIFFBENCH_SHARDS": str(SHARDS), "DIFFBENCH_NIGHTLY_DIR": str(night),
-                "DIFFBENCH_HISTORY_DIR": str(root / "history"), "DIFFBENCH_FAIL": "e2e:1000%,its:1000%,warmup:1000%"}
-    return subprocess.run(["bash", ".ci/slurm/merge.sbatch", *ARGUMENTS], cwd=ROOT, env=environment(**settings),
-                          capture_output=True, text=True, timeout=600)
+    settings = {
+        "DIFFBENCH_SHARDS": str(SHARDS),
+        "DIFFBENCH_NIGHTLY_DIR": str(night),
+        "DIFFBENCH_HISTORY_DIR": str(root / "history"),
+        "DIFFBENCH_FAIL": "e2e:1000%,its:1000%,warmup:1000%",
+    }
+    return subprocess.run(
+        ["bash", ".ci/slurm/merge.sbatch", *ARGUMENTS],
+        cwd=ROOT,
+        env=environment(**settings),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def merged_run(night: Path) -> Path:
@@ -105,8 +148,14 @@ def test_the_first_night_of_three_machines_merges_every_shard_and_passes(nights)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert "first night for these arguments" in first.stdout and "nightly: PASS" in first.stdout
     meta = json.loads((merged_run(root / "night-1") / "run.json").read_text())
-    assert meta["shards"] == {"count": 3, "merged": [0, 1, 2], "empty": [], "missing": [], "failed": [],
-                              "complete": True}
+    assert meta["shards"] == {
+        "count": 3,
+        "merged": [0, 1, 2],
+        "empty": [],
+        "missing": [],
+        "failed": [],
+        "complete": True,
+    }
     assert sorted(part["shard"] for part in meta["parts"]) == ["0/3", "1/3", "2/3"]
     assert all(part["exit_status"] == 0 and len(part["cases"]) == 2 for part in meta["parts"])
     assert all(part["stack"]["cpu_model"] and part["stack"]["torch"] for part in meta["parts"])  # each machine's own

@@ -3,14 +3,23 @@
 from pathlib import Path
 
 import pytest
+from helpers import RecordingBenchmark, make_session
 
 from diffbench.config.settings import expand_matrix
-from helpers import RecordingBenchmark, make_session
 
 
 def run_pair(tmp_path, compiler_config):
-    session = make_session(tmp_path, backends="eager,compile", tasks="t2i", resolutions="64", steps=2, prompts=1,
-                           rounds=1, compiler_config=compiler_config, compile_cache_check=True)
+    session = make_session(
+        tmp_path,
+        backends="eager,compile",
+        tasks="t2i",
+        resolutions="64",
+        steps=2,
+        prompts=1,
+        rounds=1,
+        compiler_config=compiler_config,
+        compile_cache_check=True,
+    )
     eager, compiled = (session.run(case, RecordingBenchmark()) for case in expand_matrix(session.settings))
     return session, eager, compiled
 
@@ -22,7 +31,9 @@ def test_two_fresh_processes_share_one_cache_folder_that_starts_empty_and_is_rem
     cache = Path(compiled["inductor_cache_dir"])
     assert cache == session.run_folder.path / "compile-cache" / "tiny-sdxl-t2i-64-compile" and not cache.exists()
     logs = session.run_folder.path / "logs"
-    assert (logs / "tiny-sdxl-t2i-64-compile.log").exists() and (logs / "tiny-sdxl-t2i-64-compile-warm-cache.log").exists()
+    assert (logs / "tiny-sdxl-t2i-64-compile.log").exists() and (
+        logs / "tiny-sdxl-t2i-64-compile-warm-cache.log"
+    ).exists()
 
 
 @pytest.mark.slow

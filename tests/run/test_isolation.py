@@ -5,12 +5,12 @@ import time
 
 import numpy as np
 import pytest
-
 import support.faulty_backends  # noqa: F401  (registers the test-* backends)
-from diffbench.run.isolation import call_in_child, describe_exit
-from diffbench.results.records import read_results
-from diffbench.config.settings import expand_matrix
 from helpers import RecordingBenchmark, make_session
+
+from diffbench.config.settings import expand_matrix
+from diffbench.results.records import read_results
+from diffbench.run.isolation import call_in_child, describe_exit
 
 
 def test_child_returns_the_value_and_keeps_its_output(tmp_path):
@@ -23,8 +23,11 @@ def test_child_returns_the_value_and_keeps_its_output(tmp_path):
     "target, expected_error, expected_output",
     [
         ("exit_one_mid_call", "the child process exited with code 1 before returning a result", "Key is empty."),
-        ("killed_by_signal", "the child process was killed by signal SIGKILL (9) before returning a result",
-         "about to segfault"),
+        (
+            "killed_by_signal",
+            "the child process was killed by signal SIGKILL (9) before returning a result",
+            "about to segfault",
+        ),
         ("raise_error", "RuntimeError: No module named 'nexfort.inductor.codegen'", "Traceback"),
     ],
 )
@@ -59,11 +62,16 @@ def run_outcomes(session):
 
 
 def test_faulty_isolated_cases_are_recorded_and_the_run_goes_on(tmp_path):
-    session = make_session(tmp_path, tasks="t2i", backends="eager,test-exits,test-killed,test-isolated-eager",
-                           case_timeout=600)
+    session = make_session(
+        tmp_path, tasks="t2i", backends="eager,test-exits,test-killed,test-isolated-eager", case_timeout=600
+    )
     outcomes, records = run_outcomes(session)
-    assert outcomes == {"eager": "ok", "test-exits": "CaseFailure", "test-killed": "CaseFailure",
-                        "test-isolated-eager": "ok"}
+    assert outcomes == {
+        "eager": "ok",
+        "test-exits": "CaseFailure",
+        "test-killed": "CaseFailure",
+        "test-isolated-eager": "ok",
+    }
     assert list(records) == ["eager", "test-exits", "test-killed", "test-isolated-eager"]
     exits = records["test-exits"]
     assert exits["status"] == "failed"
@@ -107,4 +115,5 @@ def test_an_error_raised_in_the_child_is_recorded_like_in_process_with_its_expla
     assert outcomes == {"eager": "ok", "test-raises-in-child": "CaseFailure"}
     assert records["test-raises-in-child"]["message"] == (
         "the wheel lacks nexfort.inductor.codegen. RuntimeError: backend='nexfort' raised: "
-        "No module named 'nexfort.inductor.codegen'")
+        "No module named 'nexfort.inductor.codegen'"
+    )

@@ -7,16 +7,21 @@ import sys
 import weakref
 
 import pytest
+from helpers import RecordingBenchmark, make_session
 
 from diffbench.config.settings import expand_matrix
-from helpers import RecordingBenchmark, make_session
 
 EAGER_DYNAMO = json.dumps({"backend": "eager"})
 
 
 def test_models_and_backend_copies_are_freed_after_the_run(tmp_path):
-    session = make_session(tmp_path, models="tiny-sdxl,tiny-sd3", tasks="t2i",
-                           backends="eager,compile,vae-tiling,sd3-no-t5", compiler_config=EAGER_DYNAMO)
+    session = make_session(
+        tmp_path,
+        models="tiny-sdxl,tiny-sd3",
+        tasks="t2i",
+        backends="eager,compile,vae-tiling,sd3-no-t5",
+        compiler_config=EAGER_DYNAMO,
+    )
     alive = []
     for case in expand_matrix(session.settings):
         try:
@@ -34,9 +39,25 @@ def test_models_and_backend_copies_are_freed_after_the_run(tmp_path):
 
 def test_run_json_records_device_memory_at_the_start_and_the_end(tmp_path):
     results = tmp_path / "runs"
-    command = [sys.executable, "-m", "pytest", "benchmarks/", "-q", "-p", "no:cacheprovider",
-               "-k", "tiny-sdxl and t2i and eager", "--steps", "2", "--rounds", "1", "--prompts", "1",
-               "--results-dir", str(results)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "tiny-sdxl and t2i and eager",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+        "--prompts",
+        "1",
+        "--results-dir",
+        str(results),
+    ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-2000:]
     meta = json.loads(next(results.glob("*/run.json")).read_text())

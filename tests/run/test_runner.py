@@ -5,15 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import RecordingBenchmark, make_session
 from PIL import Image
 
 from diffbench.backends.base import Backend, register
-from diffbench.measure.quality import QualityFloor
-from diffbench.errors import CaseFailure, QualityError
-from diffbench.measure.quality import assess
-from diffbench.results.records import RECORD_KEYS, read_results
 from diffbench.config.settings import expand_matrix
-from helpers import RecordingBenchmark, make_session
+from diffbench.errors import CaseFailure, QualityError
+from diffbench.measure.quality import QualityFloor, assess
+from diffbench.results.records import RECORD_KEYS, read_results
 
 EAGER_DYNAMO = json.dumps({"backend": "eager"})  # torch.compile's graph capture without inductor: fast
 
@@ -52,8 +51,12 @@ def run_all(session, **only):
 def test_tiny_matrix_records_every_key_and_writes_files(tmp_path):
     session = make_session(tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO)
     records = run_all(session)
-    assert list(records) == ["tiny-sdxl-t2i-128-eager", "tiny-sdxl-t2i-128-compile",
-                             "tiny-sdxl-i2i-128-eager", "tiny-sdxl-i2i-128-compile"]
+    assert list(records) == [
+        "tiny-sdxl-t2i-128-eager",
+        "tiny-sdxl-t2i-128-compile",
+        "tiny-sdxl-i2i-128-eager",
+        "tiny-sdxl-i2i-128-compile",
+    ]
     assert session.cache.loads == 1  # both tasks share one built model
     for record in records.values():
         assert set(RECORD_KEYS) <= set(record)
@@ -104,14 +107,15 @@ def test_perturbed_backend_fails_and_is_recorded(tmp_path):
 
 
 def state_checksum(pipe):
-    return {name: float(sum(p.double().sum() for p in getattr(pipe, name).state_dict().values()))
-            for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+    return {
+        name: float(sum(p.double().sum() for p in getattr(pipe, name).state_dict().values()))
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2")
+    }
 
 
 def test_eager_output_is_bit_identical_after_every_other_backend(tmp_path):
     in_place = json.dumps({"backend": "aot_eager", "fuse_qkv_projections": True, "memory_format": "channels_last"})
-    session = make_session(tmp_path, backends="eager,compile,test-perturbed", tasks="t2i",
-                           compiler_config=in_place)
+    session = make_session(tmp_path, backends="eager,compile,test-perturbed", tasks="t2i", compiler_config=in_place)
     eager, compiled, perturbed = expand_matrix(session.settings)
     session.run(eager, RecordingBenchmark())
     before = [image.copy() for image in session.references[eager.reference_key].images]
@@ -138,8 +142,11 @@ def test_task_pipelines_share_modules_without_changing_their_dtype(tmp_path):
     image_to_image = session.cache.task_pipeline(loaded, spec, "i2i")
     assert type(image_to_image).__name__ == "StableDiffusionXLImg2ImgPipeline"
     assert image_to_image.unet is text_to_image.unet and image_to_image.vae is text_to_image.vae
-    dtypes = {p.dtype for name in ("unet", "vae", "text_encoder", "text_encoder_2")
-              for p in getattr(text_to_image, name).parameters()}
+    dtypes = {
+        p.dtype
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2")
+        for p in getattr(text_to_image, name).parameters()
+    }
     assert dtypes == {torch.bfloat16}
 
 
@@ -162,8 +169,12 @@ register(OutOfMemoryBackend)
 def test_out_of_memory_is_recorded_memory_released_and_the_run_goes_on(tmp_path):
     session = make_session(tmp_path, backends="eager,test-oom", tasks="t2i", resolutions="128,64")
     cases = expand_matrix(session.settings)
-    assert [c.id for c in cases] == ["tiny-sdxl-t2i-128-eager", "tiny-sdxl-t2i-128-test-oom",
-                                     "tiny-sdxl-t2i-64-eager", "tiny-sdxl-t2i-64-test-oom"]
+    assert [c.id for c in cases] == [
+        "tiny-sdxl-t2i-128-eager",
+        "tiny-sdxl-t2i-128-test-oom",
+        "tiny-sdxl-t2i-64-eager",
+        "tiny-sdxl-t2i-64-test-oom",
+    ]
     session.run(cases[0], RecordingBenchmark())
     with pytest.raises(pytest.fail.Exception, match="out of memory .*the run goes on"):
         session.run(cases[1], RecordingBenchmark())
@@ -197,8 +208,9 @@ class OutOfMemoryInInferenceBackend(Backend):
 
 @pytest.mark.parametrize("phase", ["load", "inference"])
 def test_out_of_memory_while_loading_or_denoising_is_a_result_too(tmp_path, monkeypatch, phase):
-    session = make_session(tmp_path, backends="eager,test-oom-inference", tasks="t2i", resolutions="64",
-                           steps=2, prompts=1, rounds=1)
+    session = make_session(
+        tmp_path, backends="eager,test-oom-inference", tasks="t2i", resolutions="64", steps=2, prompts=1, rounds=1
+    )
     eager, accelerated = expand_matrix(session.settings)
     if phase == "load":  # the first build runs out of memory; the next case builds again and runs
         build = session.cache.get
@@ -262,8 +274,9 @@ def test_a_failure_does_not_hold_the_cases_memory(tmp_path, caplog):
     """pytest keeps the last failure (sys.last_traceback): its traceback must not hold the pipeline."""
     import gc
 
-    session = make_session(tmp_path, backends="test-fails-after-copy", tasks="t2i", resolutions="64", steps=2,
-                           prompts=1)
+    session = make_session(
+        tmp_path, backends="test-fails-after-copy", tasks="t2i", resolutions="64", steps=2, prompts=1
+    )
     (case,) = expand_matrix(session.settings)
     with pytest.raises(CaseFailure, match="RuntimeError: compiler crashed") as raised:
         session.run(case, RecordingBenchmark())
@@ -286,8 +299,8 @@ def test_settled_compares_the_last_two_calls_relative_to_the_faster():
 def test_warmup_goes_on_until_two_calls_agree_then_times(tmp_path, monkeypatch):
     """A fresh process's first calls are slow (3.64, 0.93, 0.83, 0.89 s on an H100 for eager SDXL): with the default
     --max-warmups the case warms up until two calls agree within 10%; --max-warmups 1 keeps one warmup."""
-    from diffbench.run import session as runner
     from diffbench.measure import rounds
+    from diffbench.run import session as runner
 
     real_timed, script = runner.timed, []
 

@@ -6,8 +6,8 @@ import copy
 import functools
 import importlib
 import importlib.metadata
-import pkgutil
 import logging
+import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from diffbench.errors import OptionError

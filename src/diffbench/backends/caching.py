@@ -1,4 +1,6 @@
-"""Feature caching across denoising steps through diffusers' hooks: PAB, TaylorSeer and MagCache (DeepCache: deepcache.py)."""
+"""Feature caching across denoising steps through diffusers' hooks: PAB, TaylorSeer and MagCache.
+
+DeepCache is in deepcache.py."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from typing import Any, ClassVar
 import torch
 
 from diffbench.backends.base import Backend, register
+from diffbench.errors import OptionError, UnavailableError
 from diffbench.measure.quality import QualityFloor
 from diffbench.measure.stages import denoiser_name
-from diffbench.errors import OptionError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,15 @@ def own_modules(pipe: Any, component: str) -> torch.nn.Module:
     return private
 
 
-def check_number(name: str, options: dict[str, Any], key: str, low: float, high: float | None = None,
-                  kind: type = int, nullable: bool = False) -> None:
+def check_number(
+    name: str,
+    options: dict[str, Any],
+    key: str,
+    low: float,
+    high: float | None = None,
+    kind: type = int,
+    nullable: bool = False,
+) -> None:
     value = options[key]
     if value is None and nullable:
         return
@@ -90,13 +99,16 @@ class DiffusersCacheBackend(Backend):
         hooks = importlib.import_module("diffusers.hooks")
         # The hooks' cache contexts (diffusers.hooks.hooks.CacheContext) came after 0.36; without them
         # the generation reset below cannot work (seen with 0.36.0 in .ci/onediff-env).
-        needed = (hasattr(hooks, self.config_class)
-                  and hasattr(importlib.import_module("diffusers.hooks.hooks"), "CacheContext"))
+        needed = hasattr(hooks, self.config_class) and hasattr(
+            importlib.import_module("diffusers.hooks.hooks"), "CacheContext"
+        )
         if not needed:
             import diffusers
 
-            return (f"backend {self.name!r} needs diffusers.hooks.{self.config_class} and cache contexts, which "
-                    f"diffusers {diffusers.__version__} lacks (0.42.1 has them): pip install -U diffusers")
+            return (
+                f"backend {self.name!r} needs diffusers.hooks.{self.config_class} and cache contexts, which "
+                f"diffusers {diffusers.__version__} lacks (0.42.1 has them): pip install -U diffusers"
+            )
         return super().unavailable_reason(device)
 
     def unet_reason(self) -> str | None:
@@ -129,8 +141,10 @@ class DiffusersCacheBackend(Backend):
         tracker.on_new_generation = lambda: self.new_generation(denoiser, config, tracker)
         hooked = sum(bool(getattr(m, "_diffusers_hook", None) and m._diffusers_hook.hooks) for m in denoiser.modules())
         if not hooked:  # a cache that hooks nothing would be benchmarked as if it were one
-            raise UnavailableError(f"{self.name}: {type(config).__name__} hooked no module of this "
-                                   f"{type(denoiser).__name__}, so it would change nothing")
+            raise UnavailableError(
+                f"{self.name}: {type(config).__name__} hooked no module of this "
+                f"{type(denoiser).__name__}, so it would change nothing"
+            )
         logger.info("%s: hooks on %d modules of the %s", self.name, hooked, name)
         return pipe
 
@@ -148,11 +162,21 @@ class PyramidAttentionBroadcastBackend(DiffusersCacheBackend):
     name = "pab"
     summary = "Pyramid Attention Broadcast (diffusers hook): attention outputs reused within a timestep range"
     config_class = "PyramidAttentionBroadcastConfig"
-    option_keys = frozenset({"spatial_attention_block_skip_range", "spatial_attention_timestep_skip_range",
-                             "cross_attention_block_skip_range", "cross_attention_timestep_skip_range"})
+    option_keys = frozenset(
+        {
+            "spatial_attention_block_skip_range",
+            "spatial_attention_timestep_skip_range",
+            "cross_attention_block_skip_range",
+            "cross_attention_timestep_skip_range",
+        }
+    )
     # diffusers' documented example: self-attention recomputed every 2nd step between timesteps 100 and 800.
-    default_options = {"spatial_attention_block_skip_range": 2, "spatial_attention_timestep_skip_range": [100, 800],
-                       "cross_attention_block_skip_range": None, "cross_attention_timestep_skip_range": [100, 800]}
+    default_options = {
+        "spatial_attention_block_skip_range": 2,
+        "spatial_attention_timestep_skip_range": [100, 800],
+        "cross_attention_block_skip_range": None,
+        "cross_attention_timestep_skip_range": [100, 800],
+    }
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
@@ -160,12 +184,18 @@ class PyramidAttentionBroadcastBackend(DiffusersCacheBackend):
             check_number(self.name, self.options, f"{kind}_attention_block_skip_range", 1, nullable=True)
             span = self.options[f"{kind}_attention_timestep_skip_range"]
             if not (isinstance(span, list) and len(span) == 2 and all(isinstance(v, (int, float)) for v in span)):
-                raise OptionError(f"{self.name} option {kind}_attention_timestep_skip_range={span!r}: give "
-                                  "[low, high] timesteps, e.g. [100, 800]")
-        if self.options["spatial_attention_block_skip_range"] is None and \
-                self.options["cross_attention_block_skip_range"] is None:
-            raise OptionError(f"{self.name}: set spatial_attention_block_skip_range or "
-                              "cross_attention_block_skip_range (both null would skip nothing)")
+                raise OptionError(
+                    f"{self.name} option {kind}_attention_timestep_skip_range={span!r}: give "
+                    "[low, high] timesteps, e.g. [100, 800]"
+                )
+        if (
+            self.options["spatial_attention_block_skip_range"] is None
+            and self.options["cross_attention_block_skip_range"] is None
+        ):
+            raise OptionError(
+                f"{self.name}: set spatial_attention_block_skip_range or "
+                "cross_attention_block_skip_range (both null would skip nothing)"
+            )
 
     def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
         from diffusers.hooks import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
@@ -183,11 +213,26 @@ class TaylorSeerBackend(DiffusersCacheBackend):
     name = "taylorseer"
     summary = "TaylorSeer cache (diffusers hook): attention outputs forecast from earlier steps"
     config_class = "TaylorSeerCacheConfig"
-    option_keys = frozenset({"cache_interval", "disable_cache_before_step", "disable_cache_after_step",
-                             "max_order", "taylor_factors_dtype", "use_lite_mode", "cache_identifiers"})
-    default_options = {"cache_interval": 5, "disable_cache_before_step": 3, "disable_cache_after_step": None,
-                       "max_order": 1, "taylor_factors_dtype": "bfloat16", "use_lite_mode": False,
-                       "cache_identifiers": None}  # diffusers' defaults
+    option_keys = frozenset(
+        {
+            "cache_interval",
+            "disable_cache_before_step",
+            "disable_cache_after_step",
+            "max_order",
+            "taylor_factors_dtype",
+            "use_lite_mode",
+            "cache_identifiers",
+        }
+    )
+    default_options = {
+        "cache_interval": 5,
+        "disable_cache_before_step": 3,
+        "disable_cache_after_step": None,
+        "max_order": 1,
+        "taylor_factors_dtype": "bfloat16",
+        "use_lite_mode": False,
+        "cache_identifiers": None,
+    }  # diffusers' defaults
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
@@ -196,19 +241,25 @@ class TaylorSeerBackend(DiffusersCacheBackend):
         check_number(self.name, self.options, "disable_cache_after_step", 0, nullable=True)
         check_number(self.name, self.options, "max_order", 0)
         if self.options["taylor_factors_dtype"] not in DTYPES:
-            raise OptionError(f"{self.name} option taylor_factors_dtype={self.options['taylor_factors_dtype']!r}"
-                              f" is not one of: {', '.join(DTYPES)}")
+            raise OptionError(
+                f"{self.name} option taylor_factors_dtype={self.options['taylor_factors_dtype']!r}"
+                f" is not one of: {', '.join(DTYPES)}"
+            )
         patterns = self.options["cache_identifiers"]
         if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
-            raise OptionError(f"{self.name} option cache_identifiers={patterns!r}: give a list of regular "
-                              "expressions that fully match module names, or null for diffusers' defaults")
+            raise OptionError(
+                f"{self.name} option cache_identifiers={patterns!r}: give a list of regular "
+                "expressions that fully match module names, or null for diffusers' defaults"
+            )
 
     def unet_reason(self) -> str | None:
         if self.options["cache_identifiers"] is not None:
             return None
-        return ("TaylorSeer's default module patterns (^transformer_blocks.*attn and alike) match no UNet module, "
-                "so it would change nothing; give UNet patterns, e.g. --backend-config "
-                "'taylorseer={\"cache_identifiers\": [\"(down|up)_blocks\\\\..*attn1\"]}', or use deepcache or pab")
+        return (
+            "TaylorSeer's default module patterns (^transformer_blocks.*attn and alike) match no UNet module, "
+            "so it would change nothing; give UNet patterns, e.g. --backend-config "
+            '\'taylorseer={"cache_identifiers": ["(down|up)_blocks\\\\..*attn1"]}\', or use deepcache or pab'
+        )
 
     def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
         from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
@@ -238,13 +289,18 @@ class MagCacheBackend(DiffusersCacheBackend):
         check_number(self.name, self.options, "max_skip_steps", 0)
         ratios = self.options["mag_ratios"]
         if ratios not in ("flux", "calibrate") and not (
-                isinstance(ratios, list) and ratios and all(isinstance(r, (int, float)) for r in ratios)):
-            raise OptionError(f"{self.name} option mag_ratios={ratios!r}: give \"flux\", \"calibrate\" or a list of "
-                              "numbers (one per step of a calibration run)")
+            isinstance(ratios, list) and ratios and all(isinstance(r, (int, float)) for r in ratios)
+        ):
+            raise OptionError(
+                f'{self.name} option mag_ratios={ratios!r}: give "flux", "calibrate" or a list of '
+                "numbers (one per step of a calibration run)"
+            )
 
     def unet_reason(self) -> str | None:
-        return ("MagCache skips the blocks of a transformer's transformer_blocks list, which a UNet lacks; "
-                "it works on transformer denoisers (SD3); use deepcache or pab on UNets")
+        return (
+            "MagCache skips the blocks of a transformer's transformer_blocks list, which a UNet lacks; "
+            "it works on transformer denoisers (SD3); use deepcache or pab on UNets"
+        )
 
     def _source_ratios(self) -> torch.Tensor | None:
         if self.options["mag_ratios"] == "calibrate":
@@ -259,9 +315,13 @@ class MagCacheBackend(DiffusersCacheBackend):
         from diffusers.hooks import MagCacheConfig, apply_mag_cache
 
         ratios = self._source_ratios()
-        config = MagCacheConfig(threshold=self.options["threshold"], max_skip_steps=self.options["max_skip_steps"],
-                                retention_ratio=self.options["retention_ratio"], mag_ratios=ratios,
-                                calibrate=ratios is None)
+        config = MagCacheConfig(
+            threshold=self.options["threshold"],
+            max_skip_steps=self.options["max_skip_steps"],
+            retention_ratio=self.options["retention_ratio"],
+            mag_ratios=ratios,
+            calibrate=ratios is None,
+        )
         apply_mag_cache(denoiser, config)
         return config
 

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import Backend, own, register
+from diffbench.errors import OptionError
 from diffbench.measure.quality import QualityFloor
 from diffbench.measure.stages import denoiser_name
-from diffbench.errors import OptionError
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # "controlnet" applies where the pipeline has one (controlnet cases) and is left out elsewhere.
@@ -30,8 +30,7 @@ class CompileBackend(Backend):
     # trajectory, hence the margin; anything below this is not a lossless compile.
     quality_floor = QualityFloor(ssim=0.98, psnr=35.0)
     option_keys = frozenset(
-        {"mode", "fullgraph", "dynamic", "backend", "options", "components", "memory_format",
-         "fuse_qkv_projections"}
+        {"mode", "fullgraph", "dynamic", "backend", "options", "components", "memory_format", "fuse_qkv_projections"}
     )
 
     def __init__(self, options: dict[str, Any] | None = None):
@@ -60,8 +59,10 @@ class CompileBackend(Backend):
 
     def lora_unsupported_reason(self, mode: str) -> str | None:
         if self.options.get("fuse_qkv_projections"):
-            return (f"backend {self.name!r} fuses to_q/to_k/to_v into one to_qkv layer, which the LoRA adapter's "
-                    "layers (on to_q, to_k, to_v) no longer reach; run LoRA cases without fuse_qkv_projections")
+            return (
+                f"backend {self.name!r} fuses to_q/to_k/to_v into one to_qkv layer, which the LoRA adapter's "
+                "layers (on to_q, to_k, to_v) no longer reach; run LoRA cases without fuse_qkv_projections"
+            )
         return None
 
     def compile_kwargs(self) -> dict[str, Any]:
@@ -80,9 +81,7 @@ class CompileBackend(Backend):
     def apply(self, pipe: Any) -> Any:
         denoiser = denoiser_name(pipe)
         components = self.options.get("components", list(COMPONENTS))
-        in_place = self.options.get("fuse_qkv_projections") or (
-            self.options.get("memory_format") == "channels_last"
-        )
+        in_place = self.options.get("fuse_qkv_projections") or (self.options.get("memory_format") == "channels_last")
         # A ControlNet runs beside the UNet at every step, on the same latents at nearly the UNet's cost
         # (1.25B parameters against 2.6B for SDXL): compiling the UNet alone would leave a third of each
         # step eager. Compiling both is what diffusers' ControlNet docs and users do.

@@ -52,11 +52,14 @@ class DeepCacheBackend(Backend):
         unet = own_modules(pipe, "unet")
         block = self.options["cache_block_id"]
         if block >= len(unet.down_blocks):
-            raise OptionError(f"{self.name} option cache_block_id={block}: this UNet has {len(unet.down_blocks)} "
-                              f"down blocks, so give 0..{len(unet.down_blocks) - 1}")
+            raise OptionError(
+                f"{self.name} option cache_block_id={block}: this UNet has {len(unet.down_blocks)} "
+                f"down blocks, so give 0..{len(unet.down_blocks) - 1}"
+            )
         helper = DeepCacheSDHelper(pipe=pipe)  # reads pipe.scheduler: the copy's own
-        helper.set_params(cache_interval=self.options["cache_interval"],
-                          cache_branch_id=block * 3 + self.options["cache_layer_id"])
+        helper.set_params(
+            cache_interval=self.options["cache_interval"], cache_branch_id=block * 3 + self.options["cache_layer_id"]
+        )
         helper.enable()
         if getattr(pipe, "controlnet", None) is not None:
             # DeepCache wraps the UNet only (DeepCache 0.1.1's helper knows no ControlNet): it still runs in

@@ -13,65 +13,107 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import Backend, own, register
-from diffbench.measure.quality import QualityFloor
 from diffbench.errors import OptionError
+from diffbench.measure.quality import QualityFloor
 
 ENV_SCRIPT = "bash .ci/onediff-env"
 # The seeds' nexfort options (their text_to_image.py --compiler-config).
-SEED_NEXFORT_OPTIONS = {"mode": "max-optimize:max-autotune:low-precision", "memory_format": "channels_last",
-                        "dynamic": True}
+SEED_NEXFORT_OPTIONS = {
+    "mode": "max-optimize:max-autotune:low-precision",
+    "memory_format": "channels_last",
+    "dynamic": True,
+}
 FP8_QUANTIZE = {"quant_type": "fp8_e4m3_e4m3_dynamic"}
 FP8_MIN_CAPABILITY = (8, 9)  # fp8 matmuls (torch._scaled_mm) exist from Ada (sm_89) and Hopper (sm_90) on
 # What onediffx 1.2.0's compile_pipe and quantize_pipe change in place (fuse QKV, channels_last, upcast,
 # quantize) or wrap: each present one is deep-copied first, so the cached pipeline and eager stay untouched.
-TOUCHED_COMPONENTS = ("text_encoder", "text_encoder_2", "image_encoder", "unet", "controlnet", "fast_unet",
-                      "prior", "decoder", "transformer", "vqgan", "vae")
-ONEFLOW_INSTALL = ("pip install -U --pre oneflow -f https://github.com/siliconflow/oneflow_releases/releases/"
-                   "expanded_assets/community_cu121 (pick the CUDA of your driver; see onediff's README)")
+TOUCHED_COMPONENTS = (
+    "text_encoder",
+    "text_encoder_2",
+    "image_encoder",
+    "unet",
+    "controlnet",
+    "fast_unet",
+    "prior",
+    "decoder",
+    "transformer",
+    "vqgan",
+    "vae",
+)
+ONEFLOW_INSTALL = (
+    "pip install -U --pre oneflow -f https://github.com/siliconflow/oneflow_releases/releases/"
+    "expanded_assets/community_cu121 (pick the CUDA of your driver; see onediff's README)"
+)
 LICENSE_VARIABLE = "SILICON_ONEDIFF_LICENSE_KEY"  # read by nexfort's native license check (nexfort/common)
 
-JIT_CONFIG = "--backend-config 'nexfort={\"options\": {\"mode\": \"jit\", \"dynamic\": false}}'"
+JIT_CONFIG = '--backend-config \'nexfort={"options": {"mode": "jit", "dynamic": false}}\''
 # Raw failure text of the OneDiff stack -> what happened and what to do; first match wins. Each was seen
 # in reports/onediff-cpu (probe_nexfort_modes.py) or is quoted from the package's own source.
 KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
-    (r"The torch version\(torch==([^)]+)\) of nexfort's compilation environment conflicts",
-     "nexfort is a binary build for exactly torch {version}; install that torch in a separate environment "
-     f"(`{ENV_SCRIPT}` makes one: .venv-onediff with torch==2.4.0) and run from there"),
-    (r"The triton version\(triton==([^)]+)\) of nexfort's compilation environment conflicts",
-     "nexfort checks for exactly triton {version} (the one torch 2.4.0 installs): pip install triton=={version}"),
-    (r"No module named 'nexfort\.inductor\.codegen'",
-     "the PyPI nexfort wheel (0.1.dev330) ships without nexfort.inductor.codegen, so every mode that lowers "
-     "through inductor fails at the first call (the seeds' max-optimize:max-autotune:low-precision among them); "
-     f"only modes with jit or disable-inductor run: {JIT_CONFIG}"),
-    (r"Key is empty",
-     f"nexfort's quantized kernels check a OneDiff license key in {LICENSE_VARIABLE}, found none and ended the "
-     "interpreter; set it to a key from SiliconFlow, or benchmark nexfort without `quantize` (it needs no key)"),
-    (r"No valid license key|License check failed|has expired|Key format error|Key version error|"
-     r"cannot create std::vector larger than max_size",
-     f"nexfort's quantized kernels rejected the license key in {LICENSE_VARIABLE} (a malformed key gives "
-     "'cannot create std::vector larger than max_size()'); set a valid OneDiff key from SiliconFlow, or drop "
-     "`quantize`"),
-    (r"This package is a placeholder",
-     f"the PyPI oneflow is a placeholder that raises on import; install a real OneFlow: {ONEFLOW_INSTALL}"),
-    (r"No module named 'oneflow'",
-     "onediffx's default compiler is OneFlow, which is not installed (PyPI has no real build): "
-     f"{ONEFLOW_INSTALL}; or use the nexfort backend"),
-    (r"No module named 'onediff'",
-     "onediffx imports onediff without declaring it as a dependency: pip install onediff"),
+    (
+        r"The torch version\(torch==([^)]+)\) of nexfort's compilation environment conflicts",
+        "nexfort is a binary build for exactly torch {version}; install that torch in a separate environment "
+        f"(`{ENV_SCRIPT}` makes one: .venv-onediff with torch==2.4.0) and run from there",
+    ),
+    (
+        r"The triton version\(triton==([^)]+)\) of nexfort's compilation environment conflicts",
+        "nexfort checks for exactly triton {version} (the one torch 2.4.0 installs): pip install triton=={version}",
+    ),
+    (
+        r"No module named 'nexfort\.inductor\.codegen'",
+        "the PyPI nexfort wheel (0.1.dev330) ships without nexfort.inductor.codegen, so every mode that lowers "
+        "through inductor fails at the first call (the seeds' max-optimize:max-autotune:low-precision among them); "
+        f"only modes with jit or disable-inductor run: {JIT_CONFIG}",
+    ),
+    (
+        r"Key is empty",
+        f"nexfort's quantized kernels check a OneDiff license key in {LICENSE_VARIABLE}, found none and ended the "
+        "interpreter; set it to a key from SiliconFlow, or benchmark nexfort without `quantize` (it needs no key)",
+    ),
+    (
+        r"No valid license key|License check failed|has expired|Key format error|Key version error|"
+        r"cannot create std::vector larger than max_size",
+        f"nexfort's quantized kernels rejected the license key in {LICENSE_VARIABLE} (a malformed key gives "
+        "'cannot create std::vector larger than max_size()'); set a valid OneDiff key from SiliconFlow, or drop "
+        "`quantize`",
+    ),
+    (
+        r"This package is a placeholder",
+        f"the PyPI oneflow is a placeholder that raises on import; install a real OneFlow: {ONEFLOW_INSTALL}",
+    ),
+    (
+        r"No module named 'oneflow'",
+        "onediffx's default compiler is OneFlow, which is not installed (PyPI has no real build): "
+        f"{ONEFLOW_INSTALL}; or use the nexfort backend",
+    ),
+    (
+        r"No module named 'onediff'",
+        "onediffx imports onediff without declaring it as a dependency: pip install onediff",
+    ),
     (r"No module named 'nexfort'", "onediffx's nexfort backend needs nexfort: pip install nexfort"),
-    (r"SymIntArrayRef expected to contain only concrete integers",
-     "nexfort's jit mode cannot trace shapes that dynamo made dynamic (the seeds' \"dynamic\": true, or "
-     f"dynamo's own choice when unset); add \"dynamic\": false to the nexfort options: {JIT_CONFIG}"),
-    (r"Device not support fp8|compute capability|_scaled_mm|[Ff]loat8_e4m3",
-     "fp8 quantization needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper); on older GPUs or "
-     "the CPU use nexfort without `quantize`"),
-    (r"KeyError: torch\.float32",
-     "nexfort's int8 quantization has no float32 path; run with --dtype float16 or --dtype bfloat16"),
-    (r"Only Tensors of floating point and complex dtype can require gradients",
-     "diffusers' fuse_qkv_projections cannot fuse layers nexfort already quantized to int8; quantize with "
-     "\"fuse_qkv_projections\": false"),
-    (r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|CUDA driver initialization failed",
-     "this nexfort path runs CUDA code and there is no usable CUDA GPU here; on the CPU use mode \"jit\""),
+    (
+        r"SymIntArrayRef expected to contain only concrete integers",
+        "nexfort's jit mode cannot trace shapes that dynamo made dynamic (the seeds' \"dynamic\": true, or "
+        f'dynamo\'s own choice when unset); add "dynamic": false to the nexfort options: {JIT_CONFIG}',
+    ),
+    (
+        r"Device not support fp8|compute capability|_scaled_mm|[Ff]loat8_e4m3",
+        "fp8 quantization needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper); on older GPUs or "
+        "the CPU use nexfort without `quantize`",
+    ),
+    (
+        r"KeyError: torch\.float32",
+        "nexfort's int8 quantization has no float32 path; run with --dtype float16 or --dtype bfloat16",
+    ),
+    (
+        r"Only Tensors of floating point and complex dtype can require gradients",
+        "diffusers' fuse_qkv_projections cannot fuse layers nexfort already quantized to int8; quantize with "
+        '"fuse_qkv_projections": false',
+    ),
+    (
+        r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|CUDA driver initialization failed",
+        'this nexfort path runs CUDA code and there is no usable CUDA GPU here; on the CPU use mode "jit"',
+    ),
 )
 
 
@@ -125,20 +167,26 @@ def nexfort_torch_problem() -> str | None:
     """Why nexfort's import would refuse this torch (or triton), as a sentence with the fix; or None."""
     pins = nexfort_pins()
     nexfort = _installed("nexfort")
-    fix = (f"make a separate environment for it with `{ENV_SCRIPT}` (.venv-onediff: torch==2.4.0, "
-           "diffusers 0.36, onediffx, onediff, nexfort) and run pytest from that venv")
+    fix = (
+        f"make a separate environment for it with `{ENV_SCRIPT}` (.venv-onediff: torch==2.4.0, "
+        "diffusers 0.36, onediffx, onediff, nexfort) and run pytest from that venv"
+    )
     if not pins:  # a nexfort without the exact-pin check: fall back to its declared requirement
         return _declared_torch_problem(nexfort, fix)
     if "torch" in pins and not _check_disabled("NEXFORT_FORCE_CHECK_TORCH_VERSION"):
         if torch.__version__ != pins["torch"]:
-            return (f"nexfort {nexfort} is a binary build for exactly torch {pins['torch']} and its import raises "
-                    f"for any other, but this environment has torch {torch.__version__}: {fix}")
+            return (
+                f"nexfort {nexfort} is a binary build for exactly torch {pins['torch']} and its import raises "
+                f"for any other, but this environment has torch {torch.__version__}: {fix}"
+            )
     if "triton" in pins and not _check_disabled("NEXFORT_FORCE_CHECK_TRITON_VERSION"):
         triton = _installed("triton")
         if triton != pins["triton"]:
-            return (f"nexfort {nexfort} checks for exactly triton {pins['triton']} on import, but this environment "
-                    f"has {'triton ' + triton if triton else 'no triton'}: pip install triton=={pins['triton']} "
-                    f"(torch 2.4.0 brings it), or {fix}")
+            return (
+                f"nexfort {nexfort} checks for exactly triton {pins['triton']} on import, but this environment "
+                f"has {'triton ' + triton if triton else 'no triton'}: pip install triton=={pins['triton']} "
+                f"(torch 2.4.0 brings it), or {fix}"
+            )
     return None
 
 
@@ -149,8 +197,10 @@ def _declared_torch_problem(nexfort: str | None, fix: str) -> str | None:
         requirement = Requirement(line)
         if requirement.name == "torch" and requirement.marker is None:
             if not requirement.specifier.contains(torch.__version__.split("+")[0], prereleases=True):
-                return (f"nexfort {nexfort} requires torch{requirement.specifier}, but this environment has torch "
-                        f"{torch.__version__}: {fix}")
+                return (
+                    f"nexfort {nexfort} requires torch{requirement.specifier}, but this environment has torch "
+                    f"{torch.__version__}: {fix}"
+                )
     return None
 
 
@@ -163,8 +213,10 @@ def oneflow_problem() -> str | None:
     # A real OneFlow ships its C++ core as oneflow/_oneflow_internal*.so; the PyPI placeholder (0.6.0,
     # 0.7.0) is pure Python whose __init__ raises "This package is a placeholder".
     if not any(folder.glob("_oneflow_internal*")):
-        return (f"the installed oneflow {version} is PyPI's placeholder (no _oneflow_internal extension; its import "
-                f"raises 'This package is a placeholder'): pip uninstall -y oneflow, then {ONEFLOW_INSTALL}")
+        return (
+            f"the installed oneflow {version} is PyPI's placeholder (no _oneflow_internal extension; its import "
+            f"raises 'This package is a placeholder'): pip uninstall -y oneflow, then {ONEFLOW_INSTALL}"
+        )
     return None
 
 
@@ -190,8 +242,10 @@ class OneDiffBackend(Backend):
         if _installed("onediffx") is None:
             return f"backend {self.name!r} needs onediffx, not installed: {self.install_hint}"
         if _installed("onediff") is None:
-            return (f"backend {self.name!r}: onediffx {_installed('onediffx')} imports onediff without declaring "
-                    "it as a dependency, and it is not installed: pip install onediff")
+            return (
+                f"backend {self.name!r}: onediffx {_installed('onediffx')} imports onediff without declaring "
+                "it as a dependency, and it is not installed: pip install onediff"
+            )
         return self._compiler_problem()
 
     def _compiler_problem(self) -> str | None:
@@ -202,8 +256,10 @@ class OneDiffBackend(Backend):
         return explain_failure(message)
 
     def lora_unsupported_reason(self, mode: str) -> str | None:
-        return (f"backend {self.name!r}: onediffx compiles the modules it knows and has its own LoRA loader "
-                "(onediffx.lora), not peft's adapter layers, which diffbench's LoRA cases load")
+        return (
+            f"backend {self.name!r}: onediffx compiles the modules it knows and has its own LoRA loader "
+            "(onediffx.lora), not peft's adapter layers, which diffbench's LoRA cases load"
+        )
 
     def apply(self, pipe: Any) -> Any:
         import onediffx
@@ -218,7 +274,9 @@ class OneDiffBackend(Backend):
         compile_options = self.options.get("options")
         # compile_pipe deletes "memory_format" from the options it gets: a copy, so every case sees them all.
         return onediffx.compile_pipe(
-            pipe, backend=self.compiler, ignores=ignores,
+            pipe,
+            backend=self.compiler,
+            ignores=ignores,
             options=copy.deepcopy(compile_options) if compile_options is not None else None,
             fuse_qkv_projections=bool(self.options.get("fuse_qkv_projections", False)),
         )
@@ -229,8 +287,10 @@ class NexfortBackend(OneDiffBackend):
     """The seeds' onediffx.compile_pipe(pipe, backend="nexfort", options=..., fuse_qkv_projections=True)."""
 
     name = "nexfort"
-    summary = ("OneDiff nexfort compiler via onediffx.compile_pipe (needs torch 2.4.0: .ci/onediff-env); "
-               "options: options (nexfort's, replaced whole), fuse_qkv_projections, quantize, ignores")
+    summary = (
+        "OneDiff nexfort compiler via onediffx.compile_pipe (needs torch 2.4.0: .ci/onediff-env); "
+        "options: options (nexfort's, replaced whole), fuse_qkv_projections, quantize, ignores"
+    )
     compiler = "nexfort"
     requires = ("onediffx", "onediff", "nexfort")
     install_hint = f"pip install onediffx onediff nexfort (with torch 2.4.0: `{ENV_SCRIPT}`)"
@@ -259,12 +319,16 @@ class NexfortBackend(OneDiffBackend):
         # Checked here, not left to nexfort: on the CPU its quantize_pipe fails with
         # "AssertionError: Device not support fp8 dtype!" after the pipeline was built for nothing.
         if not device.startswith("cuda"):
-            return ("nexfort fp8 quantization needs an NVIDIA GPU of compute capability 8.9 or newer "
-                    f"(Ada, Hopper); this run is on {device}")
+            return (
+                "nexfort fp8 quantization needs an NVIDIA GPU of compute capability 8.9 or newer "
+                f"(Ada, Hopper); this run is on {device}"
+            )
         capability = torch.cuda.get_device_capability(device)
         if capability < FP8_MIN_CAPABILITY:
-            return (f"nexfort fp8 quantization needs compute capability 8.9 or newer (Ada, Hopper); "
-                    f"{torch.cuda.get_device_name(device)} has {capability[0]}.{capability[1]}")
+            return (
+                f"nexfort fp8 quantization needs compute capability 8.9 or newer (Ada, Hopper); "
+                f"{torch.cuda.get_device_name(device)} has {capability[0]}.{capability[1]}"
+            )
         return None
 
 

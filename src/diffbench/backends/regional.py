@@ -57,8 +57,10 @@ class RegionalCompileBackend(CompileBackend):
     """torch.compile of the denoiser's repeated blocks (the VAE decoder and a ControlNet whole, as `compile`)."""
 
     name = "compile-regional"
-    summary = ("torch.compile of each repeated block of the denoiser (regional compilation: each block kind "
-               "compiled once), the VAE decoder and ControlNet whole; options from --compiler-config")
+    summary = (
+        "torch.compile of each repeated block of the denoiser (regional compilation: each block kind "
+        "compiled once), the VAE decoder and ControlNet whole; options from --compiler-config"
+    )
     # Fused projections and channels_last change the blocks' weights in place: 'compile' and 'fastest' do that.
     option_keys = CompileBackend.option_keys - {"fuse_qkv_projections", "memory_format"}
 
@@ -70,8 +72,10 @@ class RegionalCompileBackend(CompileBackend):
             denoiser = own(pipe, denoiser_name(pipe))
             names = repeated_block_names(denoiser)
             if not names or not compile_blocks(denoiser, names, kwargs):
-                raise OptionError(f"backend {self.name!r}: {type(denoiser).__name__} has no repeated blocks to "
-                                  "compile (no _repeated_blocks and no ModuleList of one block class); use 'compile'")
+                raise OptionError(
+                    f"backend {self.name!r}: {type(denoiser).__name__} has no repeated blocks to "
+                    "compile (no _repeated_blocks and no ModuleList of one block class); use 'compile'"
+                )
             pipe.__dict__["_diffbench_regional_blocks"] = names
         if "controlnet" in components and getattr(pipe, "controlnet", None) is not None:
             pipe.controlnet = torch.compile(pipe.controlnet, **kwargs)

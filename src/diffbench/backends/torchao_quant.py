@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import Backend, own, register
-from diffbench.measure.quality import QualityFloor
-from diffbench.measure.stages import denoiser_name
 from diffbench.backends.compile import CompileBackend
 from diffbench.errors import OptionError, UnavailableError
+from diffbench.measure.quality import QualityFloor
+from diffbench.measure.stages import denoiser_name
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,11 @@ FP8_MIN_CAPABILITY = (8, 9)  # torch._scaled_mm's float8 kernels start with Ada 
 # torchao's recommended inductor settings for quantized matmuls (its recommended_inductor_config_setter).
 # Its configs would set them process-wide and never undo them, changing every later compile case; given
 # as this backend's own torch.compile options instead, they stay with this case.
-TORCHAO_INDUCTOR_OPTIONS = {"coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
-                            "force_fuse_int_mm_with_mul": True}
+TORCHAO_INDUCTOR_OPTIONS = {
+    "coordinate_descent_tuning": True,
+    "coordinate_descent_check_all_directions": True,
+    "force_fuse_int_mm_with_mul": True,
+}
 
 
 def _quantization_api() -> Any:
@@ -77,25 +80,33 @@ class TorchaoBackend(Backend):
     def _validate_quantization(self) -> None:
         quantize, min_features, exclude = (self.options[k] for k in ("quantize", "min_features", "exclude"))
         if not isinstance(quantize, list) or not quantize or any(c not in COMPONENTS for c in quantize):
-            raise OptionError(f"{self.name} option quantize={quantize!r}: give a list of one or more of: "
-                              f"{', '.join(COMPONENTS)}")
+            raise OptionError(
+                f"{self.name} option quantize={quantize!r}: give a list of one or more of: {', '.join(COMPONENTS)}"
+            )
         if not isinstance(min_features, int) or isinstance(min_features, bool) or min_features < 0:
-            raise OptionError(f"{self.name} option min_features={min_features!r}: give a whole number >= 0 "
-                              "(Linear layers with fewer input or output features stay unquantized)")
+            raise OptionError(
+                f"{self.name} option min_features={min_features!r}: give a whole number >= 0 "
+                "(Linear layers with fewer input or output features stay unquantized)"
+            )
         if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
-            raise OptionError(f"{self.name} option exclude={exclude!r}: give a list of regular expressions "
-                              "matched against module names, e.g. [\"time_embedding\", \"proj_out\"]")
+            raise OptionError(
+                f"{self.name} option exclude={exclude!r}: give a list of regular expressions "
+                'matched against module names, e.g. ["time_embedding", "proj_out"]'
+            )
         for pattern in exclude:
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise OptionError(f"{self.name} option exclude: {pattern!r} is not a regular expression "
-                                  f"({error})") from None
+                raise OptionError(
+                    f"{self.name} option exclude: {pattern!r} is not a regular expression ({error})"
+                ) from None
 
     def lora_unsupported_reason(self, mode: str) -> str | None:
-        return (f"backend {self.name!r} quantizes every Linear layer it selects, a LoRA adapter's own lora_A/lora_B "
-                "layers and the layers peft wraps included, so the adapter would not run as loaded; LoRA with "
-                "quantization is not measured yet")
+        return (
+            f"backend {self.name!r} quantizes every Linear layer it selects, a LoRA adapter's own lora_A/lora_B "
+            "layers and the layers peft wraps included, so the adapter would not run as loaded; LoRA with "
+            "quantization is not measured yet"
+        )
 
     def quantization_config(self, component: str, module: torch.nn.Module) -> Any:
         """The torchao config that `quantize_` applies to `module`'s chosen Linear layers."""
@@ -105,8 +116,10 @@ class TorchaoBackend(Backend):
         names = [denoiser_name(pipe) if c == "denoiser" else c for c in self.options["quantize"]]
         missing = [name for name in names if getattr(pipe, name, None) is None]
         if missing:
-            raise UnavailableError(f"{self.name}: {type(pipe).__name__} has no {', '.join(missing)} to quantize; "
-                                   f"choose from its components with the option quantize")
+            raise UnavailableError(
+                f"{self.name}: {type(pipe).__name__} has no {', '.join(missing)} to quantize; "
+                f"choose from its components with the option quantize"
+            )
         for name in names:
             own(pipe, name)  # quantize_ swaps weights in place: only ever on private copies
         pipe = super().apply(pipe)  # the identity, or CompileBackend's in-place work and its (lazy) torch.compile
@@ -121,18 +134,22 @@ class TorchaoBackend(Backend):
         min_features, exclude = self.options["min_features"], self.options["exclude"]
 
         def chosen(layer: torch.nn.Module, qualified_name: str) -> bool:
-            return (isinstance(layer, torch.nn.Linear)
-                    and min(layer.in_features, layer.out_features) >= min_features
-                    and not any(re.search(pattern, qualified_name) for pattern in exclude))
+            return (
+                isinstance(layer, torch.nn.Linear)
+                and min(layer.in_features, layer.out_features) >= min_features
+                and not any(re.search(pattern, qualified_name) for pattern in exclude)
+            )
 
         api = _quantization_api()
         api.quantize_(module, self.quantization_config(name, module), filter_fn=chosen)
         quantized, total = quantized_linear_count(module)
         logger.info("%s: quantized %d of %d Linear layers of %s", self.name, quantized, total, name)
         if not quantized:
-            raise UnavailableError(f"{self.name}: no Linear layer of {name} was quantized (min_features="
-                                   f"{min_features}, exclude={exclude}; fp8 also leaves layers whose sizes do "
-                                   "not divide by 16): nothing to measure")
+            raise UnavailableError(
+                f"{self.name}: no Linear layer of {name} was quantized (min_features="
+                f"{min_features}, exclude={exclude}; fp8 also leaves layers whose sizes do "
+                "not divide by 16): nothing to measure"
+            )
 
 
 @register
@@ -160,8 +177,10 @@ class Fp8Backend(TorchaoBackend):
     def _validate_quantization(self) -> None:
         super()._validate_quantization()
         if self.options["granularity"] not in GRANULARITIES:
-            raise OptionError(f"{self.name} option granularity={self.options['granularity']!r} is not one of: "
-                              f"{', '.join(GRANULARITIES)}")
+            raise OptionError(
+                f"{self.name} option granularity={self.options['granularity']!r} is not one of: "
+                f"{', '.join(GRANULARITIES)}"
+            )
 
     def unsupported_reason(self, case, spec, device: str) -> str | None:
         return fp8_device_reason(device) or super().unsupported_reason(case, spec, device)
@@ -176,7 +195,7 @@ class Fp8Backend(TorchaoBackend):
                 f"fp8 with row-wise scales needs bfloat16 weights (torchao asserts 'PerRow quantization only works "
                 f"for bfloat16 precision input weight'); this {component} is {str(dtype).removeprefix('torch.')}: "
                 "run with --dtype bfloat16, or use per-tensor scales: "
-                "--backend-config 'fp8={\"granularity\": \"tensor\"}'"
+                '--backend-config \'fp8={"granularity": "tensor"}\''
             )
         return choice
 

@@ -42,8 +42,10 @@ def check_device(device: str) -> str:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = device.partition(":")[2]
         if count == 0:
-            raise OptionError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; "
-                              "use --device cpu (or auto) on this machine")
+            raise OptionError(
+                f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; "
+                "use --device cpu (or auto) on this machine"
+            )
         if index and (not index.isdigit() or int(index) >= count):
             raise OptionError(f"--device {device}: this machine has CUDA devices 0 to {count - 1}")
     return device
@@ -127,8 +129,9 @@ def json_object(text: str, flag: str) -> dict[str, Any]:
     return value
 
 
-def parse_backend_options(backend_configs: list[str] | None, compiler_config: str | None,
-                          compile_mode: str | None, backends: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def parse_backend_options(
+    backend_configs: list[str] | None, compiler_config: str | None, compile_mode: str | None, backends: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
     """Options per backend: `--compiler-config`/`--compile-mode` for the compile family, then
     each `--backend-config NAME=JSON` (merged over the former for that backend)."""
     options: dict[str, dict[str, Any]] = {}
@@ -148,8 +151,7 @@ def parse_backend_options(backend_configs: list[str] | None, compiler_config: st
 
 def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
     """`--lora`, `--lora-modes` and `--lora-switch`, checked together (diffbench.run.lora_case has the modes)."""
-    from diffbench.models.lora import parse_lora
-    from diffbench.models.lora import DEFAULT_MODES, MODES, SWITCHES
+    from diffbench.models.lora import DEFAULT_MODES, MODES, SWITCHES, parse_lora
 
     text, modes, switch = raw.get("lora"), split_values(raw.get("lora_modes")), raw.get("lora_switch")
     if switch is True:  # the flag given without a list (or from Python): every scenario
@@ -160,8 +162,11 @@ def parse_lora_options(raw: dict[str, Any]) -> dict[str, Any]:
             raise OptionError(f"--{'lora-modes' if modes else 'lora-switch'} needs --lora, e.g. --lora random:64")
         return {}
     default = (*DEFAULT_MODES, "hotswap") if switch else DEFAULT_MODES  # the switch is measured with and without
-    return {"lora": parse_lora(text), "lora_modes": choose(modes, list(MODES), "LoRA mode") if modes else default,
-            "lora_switch": switch}
+    return {
+        "lora": parse_lora(text),
+        "lora_modes": choose(modes, list(MODES), "LoRA mode") if modes else default,
+        "lora_switch": switch,
+    }
 
 
 def positive_ints(flag: str, text: str | None) -> tuple[int, ...]:

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from diffbench.case import Case
-from diffbench.results.history import HistoryError, load_run
 from diffbench.config.settings import RunSettings
+from diffbench.results.history import HistoryError, load_run
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Estimate:
@@ -32,9 +33,13 @@ def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict
             logger.warning("--plan ignores %s: %s", results.parent, error)
             continue
         gpu = run.stack.get("gpu") or "cpu"
-        candidates += [(record.get("run_id") or run.run_id, record, gpu) for record in run.records.values()
-                       if record.get("status") == "ok" and record.get("e2e_s")
-                       and str(record.get("device", "")).split(":")[0] == kind]
+        candidates += [
+            (record.get("run_id") or run.run_id, record, gpu)
+            for record in run.records.values()
+            if record.get("status") == "ok"
+            and record.get("e2e_s")
+            and str(record.get("device", "")).split(":")[0] == kind
+        ]
     found: dict[str, tuple[dict[str, Any], str]] = {}
     for run_id, record, gpu in sorted(candidates, key=lambda item: item[0]):
         found[record["case"]] = (record, f"{run_id} on {gpu}")

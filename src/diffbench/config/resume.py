@@ -27,8 +27,10 @@ def check_resume_folder(value: str | None) -> Path | None:
         folder = folder.parent
     results = folder / "results.jsonl"
     if not results.is_file():
-        raise OptionError(f"--resume {value!r}: no results.jsonl there; give the folder of an earlier run, "
-                          "e.g. reports/runs/20261122T093736Z")
+        raise OptionError(
+            f"--resume {value!r}: no results.jsonl there; give the folder of an earlier run, "
+            "e.g. reports/runs/20261122T093736Z"
+        )
     try:
         read_results(results)
     except ValueError as error:
@@ -48,11 +50,13 @@ def finished_cases(folder: Path) -> set[str]:
     return {case for case, status in last.items() if status in FINISHED}
 
 
-def split_unfinished(items: Sequence[Any], finished: set[str],
-                     case_of: Callable[[Any], Case | None]) -> tuple[list, list]:
+def split_unfinished(
+    items: Sequence[Any], finished: set[str], case_of: Callable[[Any], Case | None]
+) -> tuple[list, list]:
     """(kept, deselected) pytest items: the items of every group with an unfinished case are kept."""
-    unfinished_groups = {case.reference_key for case in map(case_of, items)
-                         if case is not None and case.id not in finished}
+    unfinished_groups = {
+        case.reference_key for case in map(case_of, items) if case is not None and case.id not in finished
+    }
     kept, deselected = [], []
     for item in items:
         case = case_of(item)

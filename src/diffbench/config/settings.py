@@ -9,18 +9,27 @@ from typing import Any
 import torch
 
 from diffbench.backends.base import get_backend_class, registry
-from diffbench.measure.quality import QualityFloor
 from diffbench.case import DEFAULT_TASKS, TASKS, Case, Resolution
+from diffbench.config.options import DEFAULT_ROUNDS
+from diffbench.config.parsers import (
+    check_device,
+    check_image,
+    check_positive,
+    choose,
+    parse_backend_options,
+    parse_lora_options,
+    parse_quality_floors,
+    parse_weights,
+    positive_ints,
+    split_values,
+)
+from diffbench.config.resume import check_resume_folder
+from diffbench.errors import OptionError
+from diffbench.measure.quality import QualityFloor
 from diffbench.models.catalog import MODELS, ModelSpec
 from diffbench.models.controlnet import RANDOM, parse_controlnet_source
-from diffbench.errors import OptionError
 from diffbench.models.lora import LoraSpec
-from diffbench.config.options import DEFAULT_ROUNDS
-from diffbench.config.resume import check_resume_folder
 from diffbench.results.shard import Shard, parse_shard
-from diffbench.config.parsers import (
-    split_values, choose, check_positive, check_device, parse_weights, check_image, parse_quality_floors, parse_backend_options, parse_lora_options, positive_ints,
-)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
@@ -113,8 +122,9 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     pairing = choose([raw.get("pairing") or "auto"], list(PAIRINGS), "--pairing value")[0]
     input_image = check_image(raw.get("input_image"))
     default_weights, per_model_weights = parse_weights(raw.get("weights"))
-    backend_options = parse_backend_options(raw.get("backend_config"), raw.get("compiler_config"),
-                                            raw.get("compile_mode"), backends)
+    backend_options = parse_backend_options(
+        raw.get("backend_config"), raw.get("compiler_config"), raw.get("compile_mode"), backends
+    )
     timeout = raw.get("case_timeout")
     if timeout is not None and timeout <= 0:
         raise OptionError(f"--case-timeout must be a positive number of seconds, got {timeout}")
@@ -123,27 +133,46 @@ def build_settings(raw: dict[str, Any]) -> RunSettings:
     for name in dict.fromkeys([*backends, *backend_options]):
         get_backend_class(name)(backend_options.get(name))
     settings = RunSettings(
-        models=models, tasks=tasks, resolutions=resolutions, backends=backends,
-        backend_options=backend_options, weights=per_model_weights, default_weights=default_weights,
-        variant=raw.get("variant"), steps=raw.get("steps"), warmups=_or(raw.get("warmups"), 1),
+        models=models,
+        tasks=tasks,
+        resolutions=resolutions,
+        backends=backends,
+        backend_options=backend_options,
+        weights=per_model_weights,
+        default_weights=default_weights,
+        variant=raw.get("variant"),
+        steps=raw.get("steps"),
+        warmups=_or(raw.get("warmups"), 1),
         max_warmups=_or(raw.get("max_warmups"), 5),
-        rounds=_or(raw.get("rounds"), DEFAULT_ROUNDS), batch=_or(raw.get("batch"), 1), seed=_or(raw.get("seed"), 333),
-        prompt=raw.get("prompt"), prompts=_or(raw.get("prompts"), 3), dtype=dtype, device=device,
-        generator=generator, pairing=pairing,
-        input_image=input_image, controlnet=parse_controlnet_source(raw.get("controlnet")),
+        rounds=_or(raw.get("rounds"), DEFAULT_ROUNDS),
+        batch=_or(raw.get("batch"), 1),
+        seed=_or(raw.get("seed"), 333),
+        prompt=raw.get("prompt"),
+        prompts=_or(raw.get("prompts"), 3),
+        dtype=dtype,
+        device=device,
+        generator=generator,
+        pairing=pairing,
+        input_image=input_image,
+        controlnet=parse_controlnet_source(raw.get("controlnet")),
         control_image=check_image(raw.get("control_image"), "--control-image"),
         quality_floors=parse_quality_floors(raw.get("quality_floor")),
         results_dir=Path(raw.get("results_dir") or "reports/runs"),
-        isolate=bool(raw.get("isolate")), case_timeout_s=_or(timeout, 1800.0), roofline=bool(raw.get("roofline")),
+        isolate=bool(raw.get("isolate")),
+        case_timeout_s=_or(timeout, 1800.0),
+        roofline=bool(raw.get("roofline")),
         compile_cache_check=bool(raw.get("compile_cache_check")),
-        shard=parse_shard(raw.get("shard")), resume=check_resume_folder(raw.get("resume")),
+        shard=parse_shard(raw.get("shard")),
+        resume=check_resume_folder(raw.get("resume")),
         steps_sweep=positive_ints("--steps-sweep", raw.get("steps_sweep")),
         resolution_sweep=tuple(Resolution.parse(r) for r in split_values(raw.get("resolution_sweep"))),
         batch_sweep=positive_ints("--batch-sweep", raw.get("batch_sweep")),
         **parse_lora_options(raw),
     )
     if settings.steps_sweep and len(set(settings.steps_sweep)) < 2:
-        raise OptionError(f"--steps-sweep needs at least two different step counts to fit a line, got {raw.get('steps_sweep')}")
+        raise OptionError(
+            f"--steps-sweep needs at least two different step counts to fit a line, got {raw.get('steps_sweep')}"
+        )
     for model in settings.models:  # a sweep size must suit every model selected, as --resolutions must
         model_resolutions(replace(settings, resolutions=settings.resolution_sweep or None), MODELS[model])
     expand_matrix(settings)  # raises for an empty matrix or a size a model cannot take

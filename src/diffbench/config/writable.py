@@ -28,5 +28,7 @@ def check_writable_folder(path: Path, flag: str) -> None:
     try:
         tempfile.TemporaryDirectory(dir=existing, prefix=".diffbench-probe-").cleanup()
     except OSError as error:
-        raise OptionError(f"{flag} {str(path)!r} cannot be written here ({error.strerror or error}: "
-                          f"{existing}); give a folder you can write to") from None
+        raise OptionError(
+            f"{flag} {str(path)!r} cannot be written here ({error.strerror or error}: "
+            f"{existing}); give a folder you can write to"
+        ) from None

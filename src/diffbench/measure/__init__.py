@@ -1,1 +1,2 @@
-"""Instruments: timing, stage timers, telemetry, compile watch, quality, FLOPs, boundness, pairing, scaling fits; no orchestration."""
+"""Instruments: timing, stage timers, telemetry, compile watch, quality, FLOPs, boundness, pairing, scaling
+fits; no orchestration."""

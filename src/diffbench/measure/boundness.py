@@ -44,13 +44,19 @@ def gpu_activity(device: str, call: Callable[[], Any], unprofiled_wall_s: float)
         call()
         torch.cuda.synchronize(device)
         profiled_wall = time.perf_counter() - start
-    kernels = [(event.time_range.start / 1e6, event.time_range.end / 1e6) for event in profiler.events()
-               if event.device_type == DeviceType.CUDA]
+    kernels = [
+        (event.time_range.start / 1e6, event.time_range.end / 1e6)
+        for event in profiler.events()
+        if event.device_type == DeviceType.CUDA
+    ]
     if not kernels:
         return None
     busy = busy_seconds(kernels)
-    return {"gpu_busy_s": busy, "profiled_wall_s": profiled_wall,
-            "gpu_idle_fraction": idle_fraction(busy, unprofiled_wall_s)}
+    return {
+        "gpu_busy_s": busy,
+        "profiled_wall_s": profiled_wall,
+        "gpu_idle_fraction": idle_fraction(busy, unprofiled_wall_s),
+    }
 
 
 def idle_fraction(busy_s: float, wall_s: float) -> float | None:

@@ -24,10 +24,15 @@ class CompileActivity:
 
     def as_record(self, prefix: str) -> dict[str, Any]:
         fx_hits, fx_misses, aot_hits, aot_misses = self.cache
-        return {f"{prefix}_graphs_compiled": self.graphs, f"{prefix}_recompile_limit_hits": self.limit_hits,
-                f"{prefix}_fxgraph_cache_hits": fx_hits, f"{prefix}_fxgraph_cache_misses": fx_misses,
-                f"{prefix}_aot_cache_hits": aot_hits, f"{prefix}_aot_cache_misses": aot_misses,
-                **({"compile_cache": self.cache_state} if prefix == "warmup" else {})}
+        return {
+            f"{prefix}_graphs_compiled": self.graphs,
+            f"{prefix}_recompile_limit_hits": self.limit_hits,
+            f"{prefix}_fxgraph_cache_hits": fx_hits,
+            f"{prefix}_fxgraph_cache_misses": fx_misses,
+            f"{prefix}_aot_cache_hits": aot_hits,
+            f"{prefix}_aot_cache_misses": aot_misses,
+            **({"compile_cache": self.cache_state} if prefix == "warmup" else {}),
+        }
 
     @property
     def cache_state(self) -> str:
@@ -77,6 +82,11 @@ def _counts() -> tuple[int, ...]:
     hits and misses (torch counts them as it looks each compiled graph up)."""
     from torch._dynamo.utils import counters
 
-    return (counters["stats"]["unique_graphs"], counters["frames"]["ok"],
-            counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"],
-            counters["aot_autograd"]["autograd_cache_hit"], counters["aot_autograd"]["autograd_cache_miss"])
+    return (
+        counters["stats"]["unique_graphs"],
+        counters["frames"]["ok"],
+        counters["inductor"]["fxgraph_cache_hit"],
+        counters["inductor"]["fxgraph_cache_miss"],
+        counters["aot_autograd"]["autograd_cache_hit"],
+        counters["aot_autograd"]["autograd_cache_miss"],
+    )

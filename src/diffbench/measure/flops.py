@@ -26,8 +26,12 @@ class PipelineFlops:
         return self.denoiser / self.denoiser_calls if self.denoiser_calls else 0.0
 
     def as_record(self) -> dict[str, float]:
-        return {"flops_total": self.total, "flops_denoiser_per_call": self.denoiser_per_call,
-                "denoiser_calls_counted": self.denoiser_calls, "flops_vae_decode": self.vae_decode}
+        return {
+            "flops_total": self.total,
+            "flops_denoiser_per_call": self.denoiser_per_call,
+            "denoiser_calls_counted": self.denoiser_calls,
+            "flops_vae_decode": self.vae_decode,
+        }
 
 
 def count_pipeline_flops(denoiser: torch.nn.Module, vae: Any, call: Callable[[], Any]) -> PipelineFlops:

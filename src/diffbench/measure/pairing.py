@@ -29,32 +29,49 @@ def _interval(statistic: np.ndarray) -> tuple[float, float]:
 def paired_speedup(eager_s: list[float], backend_s: list[float], seed: int = 0) -> dict[str, Any]:
     """Median of eager_i / backend_i over pairs, and its bootstrap interval (pairs resampled together)."""
     if len(eager_s) != len(backend_s) or not eager_s:
-        raise ValueError(f"paired rounds must be as many on both sides and at least one: {len(eager_s)} eager, "
-                         f"{len(backend_s)} backend")
+        raise ValueError(
+            f"paired rounds must be as many on both sides and at least one: {len(eager_s)} eager, "
+            f"{len(backend_s)} backend"
+        )
     ratios = np.asarray(eager_s, dtype=float) / np.asarray(backend_s, dtype=float)
     rng = np.random.default_rng(seed)
     resampled = np.median(rng.choice(ratios, size=(RESAMPLES, len(ratios)), replace=True), axis=1)
     low, high = _interval(resampled)
-    return {"speedup": float(np.median(ratios)), "speedup_low": low, "speedup_high": high,
-            "speedup_pair_ratios": ratios.tolist(), "pairing": "paired"}
+    return {
+        "speedup": float(np.median(ratios)),
+        "speedup_low": low,
+        "speedup_high": high,
+        "speedup_pair_ratios": ratios.tolist(),
+        "pairing": "paired",
+    }
 
 
-def unpaired_speedup(eager_s: list[float], backend_s: list[float], eager_after_s: list[float] | None = None,
-                     seed: int = 0) -> dict[str, Any]:
+def unpaired_speedup(
+    eager_s: list[float], backend_s: list[float], eager_after_s: list[float] | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Eager's median / the backend's, with a bootstrap interval resampling each side on its own; with
     `eager_after_s` (eager timed again after the backend) the drift of eager's median between the two."""
     rng = np.random.default_rng(seed)
     eager, backend = np.asarray(eager_s, dtype=float), np.asarray(backend_s, dtype=float)
-    ratio = np.median(rng.choice(eager, size=(RESAMPLES, len(eager))), axis=1) / \
-        np.median(rng.choice(backend, size=(RESAMPLES, len(backend))), axis=1)
+    ratio = np.median(rng.choice(eager, size=(RESAMPLES, len(eager))), axis=1) / np.median(
+        rng.choice(backend, size=(RESAMPLES, len(backend))), axis=1
+    )
     low, high = _interval(ratio)
-    result: dict[str, Any] = {"speedup": statistics.median(eager_s) / statistics.median(backend_s),
-                              "speedup_low": low, "speedup_high": high, "pairing": "unpaired"}
+    result: dict[str, Any] = {
+        "speedup": statistics.median(eager_s) / statistics.median(backend_s),
+        "speedup_low": low,
+        "speedup_high": high,
+        "pairing": "unpaired",
+    }
     if eager_after_s:
         drift = statistics.median(eager_after_s) / statistics.median(eager_s) - 1.0
-        result.update(pairing="eager-after", eager_after_e2e_s=statistics.median(eager_after_s),
-                      eager_after_rounds_s=list(eager_after_s), eager_drift=drift,
-                      speedup_drift_flagged=abs(drift) > DRIFT_FLAG)
+        result.update(
+            pairing="eager-after",
+            eager_after_e2e_s=statistics.median(eager_after_s),
+            eager_after_rounds_s=list(eager_after_s),
+            eager_drift=drift,
+            speedup_drift_flagged=abs(drift) > DRIFT_FLAG,
+        )
     return result
 
 

@@ -8,7 +8,6 @@ from statistics import fmean
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-
 PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; JSON has no infinity, so cap it
 FLAT_STD = 1e-3  # below this standard deviation an image carries no content (black, grey, saturated)
 
@@ -62,8 +61,10 @@ class QualityResult:
         if not self.ssim:
             return {"ssim": None, "ssim_mean": None, "psnr": None, "psnr_mean": None}
         return {
-            "ssim": min(self.ssim), "ssim_mean": fmean(self.ssim),
-            "psnr": min(self.psnr), "psnr_mean": fmean(self.psnr),
+            "ssim": min(self.ssim),
+            "ssim_mean": fmean(self.ssim),
+            "psnr": min(self.psnr),
+            "psnr_mean": fmean(self.psnr),
         }
 
 
@@ -84,7 +85,5 @@ def assess(references: list[np.ndarray], outputs: list[np.ndarray], floor: Quali
         result.ssim.append(ssim)
         result.psnr.append(psnr)
         if ssim < floor.ssim or psnr < floor.psnr:
-            result.failures.append(
-                f"image {index}: SSIM {ssim:.4f}, PSNR {psnr:.2f} dB below the floor ({floor})"
-            )
+            result.failures.append(f"image {index}: SSIM {ssim:.4f}, PSNR {psnr:.2f} dB below the floor ({floor})")
     return result

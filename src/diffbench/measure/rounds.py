@@ -15,9 +15,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from diffbench.measure.timing import StepTimer, host_rss_gib, peak_memory_gib, peak_reserved_gib, reset_peak_memory, timed
 from diffbench.measure.stages import StageTimer, summarize_stages
 from diffbench.measure.telemetry import DeviceTelemetry
+from diffbench.measure.timing import (
+    StepTimer,
+    host_rss_gib,
+    peak_memory_gib,
+    peak_reserved_gib,
+    reset_peak_memory,
+    timed,
+)
 
 PERCENTILES_FROM = 10  # rounds needed before p50/p90/p99 are recorded
 
@@ -36,8 +43,16 @@ class Rounds:
     last_images: np.ndarray | None = None
 
 
-def one_round(device: str, pipe: Any, call: Callable[..., Any], pair: tuple[str, int], rounds: Rounds,
-              telemetry: DeviceTelemetry | None = None, label: str = "backend", stages: bool = True) -> None:
+def one_round(
+    device: str,
+    pipe: Any,
+    call: Callable[..., Any],
+    pair: tuple[str, int],
+    rounds: Rounds,
+    telemetry: DeviceTelemetry | None = None,
+    label: str = "backend",
+    stages: bool = True,
+) -> None:
     """Time one call of `pipe` (made by `call(prompt, seed, callback)`) into `rounds`.
 
     `stages=False` leaves the modules unhooked: eager's rounds inside a compiled backend's case share the
@@ -67,10 +82,14 @@ def timing_summary(rounds: Rounds) -> dict[str, Any]:
     seconds = rounds.seconds
     quartiles = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else [seconds[0]] * 3
     summary = {
-        "e2e_s": statistics.median(seconds), "e2e_min_s": min(seconds), "e2e_max_s": max(seconds),
+        "e2e_s": statistics.median(seconds),
+        "e2e_min_s": min(seconds),
+        "e2e_max_s": max(seconds),
         "e2e_stdev_s": statistics.stdev(seconds) if len(seconds) > 1 else 0.0,
-        "e2e_iqr_s": quartiles[2] - quartiles[0], "e2e_rounds_s": seconds,
-        "its": statistics.median(rounds.its) if rounds.its else None, "its_rounds": rounds.its,
+        "e2e_iqr_s": quartiles[2] - quartiles[0],
+        "e2e_rounds_s": seconds,
+        "its": statistics.median(rounds.its) if rounds.its else None,
+        "its_rounds": rounds.its,
         # denoising-loop iterations per call, which it/s counts: steps x strength for img2img,
         # about twice the steps for a second-order scheduler (DPM++ SDE)
         "loop_iterations": rounds.loop_iterations,

@@ -23,8 +23,13 @@ class StepsFit:
         return 1.0 / self.per_step_s if self.per_step_s > 0 else float("inf")
 
     def as_record(self) -> dict[str, float]:
-        return {"per_step_s": self.per_step_s, "fixed_s": self.fixed_s, "fit_r_squared": self.r_squared,
-                "fitted_steps_per_s": self.steps_per_s, "fit_points": self.points}
+        return {
+            "per_step_s": self.per_step_s,
+            "fixed_s": self.fixed_s,
+            "fit_r_squared": self.r_squared,
+            "fitted_steps_per_s": self.steps_per_s,
+            "fit_points": self.points,
+        }
 
 
 def fit_steps(steps: list[int], seconds: list[float]) -> StepsFit:

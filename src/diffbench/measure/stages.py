@@ -92,8 +92,9 @@ class StageTimer:
         missing = object()
         previous = owner.__dict__.get(name, missing)
         setattr(owner, name, value)
-        self._undo.append(lambda: owner.__dict__.pop(name, None) if previous is missing
-                          else setattr(owner, name, previous))
+        self._undo.append(
+            lambda: owner.__dict__.pop(name, None) if previous is missing else setattr(owner, name, previous)
+        )
 
     def _hook(self, module: torch.nn.Module, stage: str) -> None:
         calls = self.marks[stage]
@@ -109,8 +110,10 @@ class StageTimer:
 
     def times(self, e2e_s: float) -> dict[str, Any]:
         """Stage times of the call just made (after a synchronize), in ms; `other_ms` is E2E minus them."""
-        spans = {stage: [start.ms_until(end) for start, end in marks if end is not None]
-                 for stage, marks in self.marks.items()}
+        spans = {
+            stage: [start.ms_until(end) for start, end in marks if end is not None]
+            for stage, marks in self.marks.items()
+        }
         denoiser = self.marks["denoiser"]
         vae = None
         if denoiser and denoiser[-1][1] is not None and self.postprocess is not None:

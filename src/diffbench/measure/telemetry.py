@@ -23,7 +23,9 @@ SAMPLE_INTERVAL_S = 0.1
 HOST_BOUND_BUSY_PCT = 80.0  # the GPU busy less than this share of the rounds: the host holds it back
 CONTENDED_OTHER_CPU = 0.25  # other processes used more than this share of all cores during the rounds
 CONTENDED_STEAL = 0.05  # or the hypervisor took more than this share of the cores' time
-SYNC_WARNING = "synchronizing"  # torch's warning under set_sync_debug_mode("warn"): "called a synchronizing CUDA operation"
+SYNC_WARNING = (
+    "synchronizing"  # torch's warning under set_sync_debug_mode("warn"): "called a synchronizing CUDA operation"
+)
 
 
 def _nvml() -> Any:
@@ -36,10 +38,10 @@ def _throttle_names(nvml: Any, mask: int) -> list[str]:
     names = []
     for attribute in dir(nvml):
         for prefix in ("nvmlClocksEventReason", "nvmlClocksThrottleReason"):
-            if attribute.startswith(prefix) and attribute[len(prefix):] not in ("All", "None", "Unknown"):
+            if attribute.startswith(prefix) and attribute[len(prefix) :] not in ("All", "None", "Unknown"):
                 bit = getattr(nvml, attribute)
                 if isinstance(bit, int) and bit and mask & bit:
-                    names.append(attribute[len(prefix):])
+                    names.append(attribute[len(prefix) :])
     return sorted(set(names))
 
 
@@ -69,8 +71,11 @@ class DeviceTelemetry:
         self._handle, self._nvml, self._stop = None, None, threading.Event()
         self._thread: threading.Thread | None = None
         if not self.device.startswith("cuda") or not torch.cuda.is_available():
-            self.note = (f"no telemetry: {self.device} is not a CUDA device" if not self.device.startswith("cuda")
-                         else "no telemetry: torch sees no CUDA device")
+            self.note = (
+                f"no telemetry: {self.device} is not a CUDA device"
+                if not self.device.startswith("cuda")
+                else "no telemetry: torch sees no CUDA device"
+            )
             return
         try:
             nvml = _nvml()
@@ -95,13 +100,21 @@ class DeviceTelemetry:
 
     def _sample(self) -> None:
         nvml, handle = self._nvml, self._handle
-        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons = (
+            getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         while not self._stop.wait(SAMPLE_INTERVAL_S):
             try:
-                self.samples.append((time.monotonic(), float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
-                                     float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
-                                     nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, int(reasons(handle))))
+                self.samples.append(
+                    (
+                        time.monotonic(),
+                        float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+                        float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
+                        nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+                        int(reasons(handle)),
+                    )
+                )
             except Exception as error:  # one failed read ends sampling, said once, not per sample
                 self.note = f"NVML sampling stopped: {type(error).__name__}: {error}"
                 return
@@ -140,9 +153,14 @@ class DeviceTelemetry:
             mask = 0
             for sample in inside:
                 mask |= sample[4]
-            record.update(gpu_util_pct=busy, sm_clock_mhz=statistics.median(s[2] for s in inside),
-                          sm_clock_min_mhz=min(s[2] for s in inside), power_w=statistics.fmean(s[3] for s in inside),
-                          throttle_reasons=_throttle_names(self._nvml, mask), host_bound=busy < HOST_BOUND_BUSY_PCT)
+            record.update(
+                gpu_util_pct=busy,
+                sm_clock_mhz=statistics.median(s[2] for s in inside),
+                sm_clock_min_mhz=min(s[2] for s in inside),
+                power_w=statistics.fmean(s[3] for s in inside),
+                throttle_reasons=_throttle_names(self._nvml, mask),
+                host_bound=busy < HOST_BOUND_BUSY_PCT,
+            )
         if windows and images and all(energy is not None for energy in energies):
             record["energy_per_image_j"] = sum(energies) / 1000.0 / images
         return record
@@ -175,8 +193,10 @@ class HostLoad:
         wall = self._wall_end - self._wall
         cores = os.cpu_count() or 1
         own = self._cpu_end - self._cpu
-        result: dict[str, Any] = {"host_cpu_per_wall": own / wall if wall > 0 else None,
-                                  "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+        result: dict[str, Any] = {
+            "host_cpu_per_wall": own / wall if wall > 0 else None,
+            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        }
         if self._stat is None or self._stat_end is None or wall <= 0:
             return {**result, "host_other_cpu": None, "contended": None}
         ticks = os.sysconf("SC_CLK_TCK")
@@ -184,8 +204,12 @@ class HostLoad:
         steal = (self._stat_end[1] - self._stat[1]) / ticks
         other = max(0.0, busy - own) / (wall * cores)
         steal_share = steal / (wall * cores)
-        return {**result, "host_other_cpu": other, "host_steal": steal_share,
-                "contended": other > CONTENDED_OTHER_CPU or steal_share > CONTENDED_STEAL}
+        return {
+            **result,
+            "host_other_cpu": other,
+            "host_steal": steal_share,
+            "contended": other > CONTENDED_OTHER_CPU or steal_share > CONTENDED_STEAL,
+        }
 
 
 def _proc_stat() -> tuple[int, int] | None:
@@ -212,8 +236,11 @@ def launch_probe(device: str, launches: int = 2000) -> dict[str, Any]:
     for _ in range(launches):
         tensor.add_(1)
     _synchronize(device)
-    return {"us_per_launch": (time.perf_counter() - start) / launches * 1e6, "launches": launches,
-            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return {
+        "us_per_launch": (time.perf_counter() - start) / launches * 1e6,
+        "launches": launches,
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
 
 
 def _synchronize(device: str) -> None:

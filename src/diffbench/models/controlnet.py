@@ -9,8 +9,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from diffbench.models.catalog import ModelSpec
 from diffbench.errors import OptionError, UnavailableError
+from diffbench.models.catalog import ModelSpec
 from diffbench.models.fixture_files import fixtures_dir
 from diffbench.models.random_weights import build_model_from_folder
 from diffbench.models.weights import HUB_ID
@@ -29,8 +29,10 @@ def parse_controlnet_source(text: str | None) -> str:
     value = (text or RANDOM).strip()
     if value == RANDOM:
         return value
-    valid = (f"give `random` (random weights from the committed configs), a folder written by "
-             f"ControlNetModel.save_pretrained, or a hub id such as {EXAMPLE_HUB_ID}")
+    valid = (
+        f"give `random` (random weights from the committed configs), a folder written by "
+        f"ControlNetModel.save_pretrained, or a hub id such as {EXAMPLE_HUB_ID}"
+    )
     path = Path(value).expanduser()
     if path.exists():
         if not (path.is_dir() and (path / "config.json").is_file()):
@@ -38,8 +40,9 @@ def parse_controlnet_source(text: str | None) -> str:
         return str(path)
     if HUB_ID.match(value):
         return value
-    raise OptionError(f"--controlnet {value!r} is neither `random`, an existing folder, nor a hub id "
-                      f"OWNER/NAME; {valid}")
+    raise OptionError(
+        f"--controlnet {value!r} is neither `random`, an existing folder, nor a hub id OWNER/NAME; {valid}"
+    )
 
 
 def config_folder(spec: ModelSpec, weights: str) -> Path:
@@ -47,16 +50,21 @@ def config_folder(spec: ModelSpec, weights: str) -> Path:
     arch = spec.tiny_arch if weights == "tiny" else spec.arch
     folder = fixtures_dir() / "models" / f"{arch}-controlnet"
     if not (folder / "config.json").is_file():
-        raise UnavailableError(f"{spec.name} has no committed ControlNet config ({folder}/config.json missing): "
-                               f"pass --controlnet {EXAMPLE_HUB_ID} or a local folder")
+        raise UnavailableError(
+            f"{spec.name} has no committed ControlNet config ({folder}/config.json missing): "
+            f"pass --controlnet {EXAMPLE_HUB_ID} or a local folder"
+        )
     return folder
 
 
 def undo_zero_initialization(controlnet: torch.nn.Module) -> None:
     """Give the ControlNet's zero convolutions random weights: diffusers initialises them to zero (so that
     training starts from the plain UNet), which would make a random ControlNet add nothing at all."""
-    zero_convs = [controlnet.controlnet_cond_embedding.conv_out, *controlnet.controlnet_down_blocks,
-                  controlnet.controlnet_mid_block]
+    zero_convs = [
+        controlnet.controlnet_cond_embedding.conv_out,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]
     for conv in zero_convs:
         conv.reset_parameters()
 
@@ -66,8 +74,9 @@ def build_random_controlnet(folder: Path, torch_dtype: torch.dtype, device: str,
     from diffusers import ControlNetModel
 
     logger.info("building a random ControlNet from %s (%s, %s)", folder, torch_dtype, device)
-    return build_model_from_folder(folder, "controlnet", ControlNetModel, torch_dtype, device, seed,
-                                   initialize=undo_zero_initialization)
+    return build_model_from_folder(
+        folder, "controlnet", ControlNetModel, torch_dtype, device, seed, initialize=undo_zero_initialization
+    )
 
 
 def load_from_hub(hub_id: str, torch_dtype: torch.dtype) -> Any:
@@ -76,8 +85,10 @@ def load_from_hub(hub_id: str, torch_dtype: torch.dtype) -> Any:
 
     from diffbench.models.weights import from_hub
 
-    how_to = (f"download it with `hf download {hub_id}`, or pass --controlnet /path/to/folder, or "
-              "--controlnet random for random weights")
+    how_to = (
+        f"download it with `hf download {hub_id}`, or pass --controlnet /path/to/folder, or "
+        "--controlnet random for random weights"
+    )
     return from_hub(ControlNetModel, hub_id, f"the ControlNet {hub_id}", how_to, torch_dtype=torch_dtype)
 
 
@@ -85,8 +96,13 @@ def load_controlnet(source: str, spec: ModelSpec, weights: str, torch_dtype: tor
     """The ControlNet `source` names, on device in torch_dtype."""
     if source == RANDOM:
         if weights not in ("random", "tiny"):
-            logger.warning("%s: trained weights (%s) with a random ControlNet: timing is faithful, images are "
-                           "not; pass --controlnet %s for a trained one", spec.name, weights, EXAMPLE_HUB_ID)
+            logger.warning(
+                "%s: trained weights (%s) with a random ControlNet: timing is faithful, images are "
+                "not; pass --controlnet %s for a trained one",
+                spec.name,
+                weights,
+                EXAMPLE_HUB_ID,
+            )
         return build_random_controlnet(config_folder(spec, weights), torch_dtype, device)
     if Path(source).is_dir():
         from diffusers import ControlNetModel
@@ -99,13 +115,18 @@ def load_controlnet(source: str, spec: ModelSpec, weights: str, torch_dtype: tor
 
 def check_matches_unet(controlnet: Any, unet: Any, source: str, model: str) -> None:
     """Fail before the first call when the ControlNet was made for another UNet (its residuals would not fit)."""
-    different = [key for key in MATCHING_CONFIG_KEYS
-                 if list(_as_list(controlnet.config.get(key))) != list(_as_list(unet.config.get(key)))]
+    different = [
+        key
+        for key in MATCHING_CONFIG_KEYS
+        if list(_as_list(controlnet.config.get(key))) != list(_as_list(unet.config.get(key)))
+    ]
     if different:
         details = ", ".join(f"{key} {controlnet.config.get(key)} against {unet.config.get(key)}" for key in different)
-        raise OptionError(f"--controlnet {source!r} does not fit {model}'s UNet ({details}): give a ControlNet "
-                          f"trained for this model (e.g. {EXAMPLE_HUB_ID} for the full-size SDXL family), or "
-                          "--controlnet random")
+        raise OptionError(
+            f"--controlnet {source!r} does not fit {model}'s UNet ({details}): give a ControlNet "
+            f"trained for this model (e.g. {EXAMPLE_HUB_ID} for the full-size SDXL family), or "
+            "--controlnet random"
+        )
 
 
 def _as_list(value: Any) -> list:

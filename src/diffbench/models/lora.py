@@ -16,8 +16,11 @@ from diffbench.models.weights import HUB_ID
 # The attention projections, as diffusers' own LoRA training scripts target them.
 ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 B_STD = 0.02  # lora_B's spread: a visible change to the image that does not swamp the weights
-LORA_FORMS = ("random:RANK (e.g. random:64)", "a local .safetensors file or a folder holding one",
-              "a Hugging Face hub id such as latent-consistency/lcm-lora-sdxl")
+LORA_FORMS = (
+    "random:RANK (e.g. random:64)",
+    "a local .safetensors file or a folder holding one",
+    "a Hugging Face hub id such as latent-consistency/lcm-lora-sdxl",
+)
 MODES = ("unfused", "fused", "hotswap")  # --lora-modes (diffbench.run.lora_case applies them)
 DEFAULT_MODES = ("unfused", "fused")
 SWITCHES = ("swap", "scale", "unload")  # --lora-switch's scenarios, in their default order (diffbench.run.lora_switch)
@@ -99,28 +102,39 @@ def random_lora_state_dict(denoiser: torch.nn.Module, rank: int, seed: int, pref
     dtype = next(denoiser.parameters()).dtype
     state_dict = {}
     for name, (features_in, features_out) in sorted(projection_shapes(denoiser).items()):
-        for key, shape in ((f"{prefix}.{name}.lora_A.weight", (rank, features_in)),
-                           (f"{prefix}.{name}.lora_B.weight", (features_out, rank))):
+        for key, shape in (
+            (f"{prefix}.{name}.lora_A.weight", (rank, features_in)),
+            (f"{prefix}.{name}.lora_B.weight", (features_out, rank)),
+        ):
             state_dict[key] = _draw(key, shape, generator).to(dtype)
     if not state_dict:
-        raise UnavailableError(f"{type(denoiser).__name__} has no attention projection ({', '.join(ATTENTION_PROJECTIONS)}) "
-                               "for a random LoRA")
+        raise UnavailableError(
+            f"{type(denoiser).__name__} has no attention projection ({', '.join(ATTENTION_PROJECTIONS)}) "
+            "for a random LoRA"
+        )
     return state_dict
 
 
 def random_like(state_dict: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     """An adapter with the keys and shapes of `state_dict` and new random values: what a swap loads."""
     generator = torch.Generator("cpu").manual_seed(seed)
-    return {key: _draw(key, tuple(value.shape), generator).to(value.dtype) if value.ndim > 1 else value.clone()
-            for key, value in sorted(state_dict.items())}
+    return {
+        key: _draw(key, tuple(value.shape), generator).to(value.dtype) if value.ndim > 1 else value.clone()
+        for key, value in sorted(state_dict.items())
+    }
 
 
 def lora_rank(state_dict: dict[str, Any]) -> int:
     """The highest rank in a LoRA state dict (lora_B's inner dimension; lora_up / lora.up in kohya's naming)."""
-    ranks = [value.shape[1] for key, value in state_dict.items()
-             if any(part in key for part in ("lora_B", "lora_up", "lora.up")) and getattr(value, "ndim", 0) > 1]
+    ranks = [
+        value.shape[1]
+        for key, value in state_dict.items()
+        if any(part in key for part in ("lora_B", "lora_up", "lora.up")) and getattr(value, "ndim", 0) > 1
+    ]
     if not ranks:
-        raise UnavailableError("the LoRA state dict has no lora_B/lora_up matrix: not a LoRA adapter diffbench can read")
+        raise UnavailableError(
+            "the LoRA state dict has no lora_B/lora_up matrix: not a LoRA adapter diffbench can read"
+        )
     return max(ranks)
 
 

@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import torch
 
-from diffbench.models.catalog import ModelSpec
 from diffbench.measure.timing import timed
+from diffbench.models.catalog import ModelSpec
 from diffbench.models.weights import load_pipeline, pipeline_class
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ class PipelineCache:
         self._loaded: LoadedModel | None = None
         self.loads = 0  # how many times a model was built: tests check nothing is built twice
 
-    def get(self, spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str,
-            variant: str | None = None) -> LoadedModel:
+    def get(
+        self, spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str, variant: str | None = None
+    ) -> LoadedModel:
         key = (spec.name, weights, str(torch_dtype), device, variant)
         if self._loaded is None or self._loaded.key != key:
             self.release()
@@ -45,8 +46,13 @@ class PipelineCache:
             self.loads += 1
         return self._loaded
 
-    def task_pipeline(self, loaded: LoadedModel, spec: ModelSpec, task: str,
-                      extra_builders: dict[str, Callable[[Any], Any]] | None = None) -> Any:
+    def task_pipeline(
+        self,
+        loaded: LoadedModel,
+        spec: ModelSpec,
+        task: str,
+        extra_builders: dict[str, Callable[[Any], Any]] | None = None,
+    ) -> Any:
         """The pipeline for `task` over the loaded model's components (built once per task), plus the
         components only this task uses, each built once per model by its builder (given the base
         pipeline) and released with the model."""

@@ -139,7 +139,12 @@ def build_model(
 
 
 def build_model_from_folder(
-    config_dir: Path, name: str, cls: type, torch_dtype: torch.dtype, device: str | torch.device, seed: int,
+    config_dir: Path,
+    name: str,
+    cls: type,
+    torch_dtype: torch.dtype,
+    device: str | torch.device,
+    seed: int,
     initialize: Callable[[torch.nn.Module], None] | None = None,
 ) -> torch.nn.Module:
     """A model of cls from the config in config_dir, seeded by (seed, name), created directly on device in

@@ -12,8 +12,8 @@ from typing import Any
 import diffusers
 import torch
 
-from diffbench.models.catalog import ModelSpec
 from diffbench.errors import OptionError, UnavailableError
+from diffbench.models.catalog import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,14 @@ def load_from_hub(spec: ModelSpec, torch_dtype: torch.dtype, variant: str | None
         f"download them with `hf download {spec.hub_id}`, or pass --weights {spec.name}=/path/to/local "
         "(a folder or a single .safetensors file), or --weights random for random full-size weights"
     )
-    return from_hub(cls, spec.hub_id, f"{spec.name} ({spec.hub_id})", how_to, "model_index.json",
-                    **_loading_kwargs(cls, torch_dtype, variant))
+    return from_hub(
+        cls,
+        spec.hub_id,
+        f"{spec.name} ({spec.hub_id})",
+        how_to,
+        "model_index.json",
+        **_loading_kwargs(cls, torch_dtype, variant),
+    )
 
 
 def from_hub(cls: type, hub_id: str, label: str, how_to: str, marker: str = "config.json", **kwargs: Any) -> Any:
@@ -59,8 +65,9 @@ def from_hub(cls: type, hub_id: str, label: str, how_to: str, marker: str = "con
 
     cached = isinstance(try_to_load_from_cache(hub_id, marker), str)
     if not cached and hub_offline():
-        raise UnavailableError(f"{label} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
-                               f"HF_HUB_OFFLINE is set: {how_to}")
+        raise UnavailableError(
+            f"{label} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: {how_to}"
+        )
     try:
         return cls.from_pretrained(hub_id, local_files_only=hub_offline(), **kwargs)
     except (OSError, ValueError) as error:  # diffusers reports absent or partial repos this way
@@ -86,8 +93,9 @@ def _config_cache_dir() -> Path:
     return Path(base) / "diffbench" / "configs"
 
 
-def load_pipeline(spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str,
-                  variant: str | None = None) -> Any:
+def load_pipeline(
+    spec: ModelSpec, weights: str, torch_dtype: torch.dtype, device: str, variant: str | None = None
+) -> Any:
     """The model's first-task pipeline on `device`, with the catalog's scheduler swapped in."""
     from diffbench.models.random_weights import build_random_pipeline
 
@@ -111,5 +119,7 @@ def make_scheduler(spec: ModelSpec, base_config: Any) -> Any:
     try:
         return getattr(diffusers, spec.scheduler).from_config(base_config, **spec.scheduler_config)
     except ImportError as error:
-        raise UnavailableError(f"{spec.name} uses {spec.scheduler}, which needs a package not installed here "
-                               f"(for torchsde, the 'sde' extra: pip install -e '.[sde]'): {error}") from None
+        raise UnavailableError(
+            f"{spec.name} uses {spec.scheduler}, which needs a package not installed here "
+            f"(for torchsde, the 'sde' extra: pip install -e '.[sde]'): {error}"
+        ) from None

@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from diffbench.report.charts import chart_section
 from diffbench.report.document import Block, Figure, Heading, Paragraph, to_html, to_markdown
-from diffbench.report.machines import machine_blocks
 from diffbench.report.groups import Entry, GroupKey, group_entries, group_section, run_labels
+from diffbench.report.machines import machine_blocks
 from diffbench.report.plots import backend_colors
 from diffbench.report.runs import stack_table
 from diffbench.report.stages import conditions_section, stage_section
@@ -29,9 +29,11 @@ from diffbench.results.records import write_text_atomically
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 256  # grid thumbnails: random-weight outputs are noise, which PNG cannot shrink
-NOTES = ("E2E: median of the timed rounds (min-max). Speedup: eager E2E / this E2E, within one run. "
-         "SSIM/PSNR: the minimum over the prompt/seed pairs against eager of the same run; for eager "
-         "itself, the first call against the last (determinism; PSNR is capped at 100 dB).")
+NOTES = (
+    "E2E: median of the timed rounds (min-max). Speedup: eager E2E / this E2E, within one run. "
+    "SSIM/PSNR: the minimum over the prompt/seed pairs against eager of the same run; for eager "
+    "itself, the first call against the last (determinism; PSNR is capped at 100 dB)."
+)
 
 
 @dataclass
@@ -51,8 +53,10 @@ class ReportContext:
         every = [entry for entries in self.groups.values() for entry in entries]
         self.colors = backend_colors(list(dict.fromkeys(str(entry.record.get("backend")) for entry in every)))
         several = len(self.runs) > 1
-        self.labelled = [(str(entry.record.get("case")) + (f" ({entry.run_label})" if several else ""), entry.record)
-                         for entry in every]
+        self.labelled = [
+            (str(entry.record.get("case")) + (f" ({entry.run_label})" if several else ""), entry.record)
+            for entry in every
+        ]
 
 
 def runs_section(context: ReportContext) -> list[Block]:
@@ -62,9 +66,13 @@ def runs_section(context: ReportContext) -> list[Block]:
 def group_sections(context: ReportContext) -> list[Block]:
     """One section per model, task and resolution: its table, components, image grid and sweeps."""
     with_cached_warmup = any(record.get("warmup_cached_s") is not None for _, record in context.labelled)
-    return [block for key, entries in context.groups.items()
-            for block in group_section(key, entries, context.out_dir, context.image_size, len(context.runs) > 1,
-                                       with_cached_warmup)]
+    return [
+        block
+        for key, entries in context.groups.items()
+        for block in group_section(
+            key, entries, context.out_dir, context.image_size, len(context.runs) > 1, with_cached_warmup
+        )
+    ]
 
 
 Section = Callable[[ReportContext], list[Block]]
@@ -108,8 +116,10 @@ def staged(out_dir: Path):
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)  # half a report: the error on its way up says why
         raise
-    files = sorted((path for path in stage.rglob("*") if path.is_file()),
-                   key=lambda path: path.name in ("report.md", "report.html"))  # the pages last
+    files = sorted(
+        (path for path in stage.rglob("*") if path.is_file()),
+        key=lambda path: path.name in ("report.md", "report.html"),
+    )  # the pages last
     for path in files:
         target = out_dir / path.relative_to(stage)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,8 +127,9 @@ def staged(out_dir: Path):
     shutil.rmtree(stage)
 
 
-def write_report(runs: list[Run], out_dir: Path, title: str | None = None,
-                 image_size: int = DEFAULT_IMAGE_SIZE) -> ReportFiles:
+def write_report(
+    runs: list[Run], out_dir: Path, title: str | None = None, image_size: int = DEFAULT_IMAGE_SIZE
+) -> ReportFiles:
     """Write report.md, report.html and their PNGs (charts, image grids, trend) into out_dir, all or nothing."""
     out_dir = Path(out_dir)
     with staged(out_dir) as stage:

@@ -27,8 +27,15 @@ def chart_section(groups: dict[GroupKey, list[Entry]], out_dir: Path, colors: di
     blocks: list[Block] = [Heading("Speedup and peak memory")]
     speedups = _chart_values(groups, "speedup", with_eager=False)
     if speedups:
-        grouped_bars(speedups, out_dir / "speedup.png", "Speedup over eager (E2E median, same run)", "speedup (x)",
-                     colors, reference=1.0, value_format="{:.2f}x")
+        grouped_bars(
+            speedups,
+            out_dir / "speedup.png",
+            "Speedup over eager (E2E median, same run)",
+            "speedup (x)",
+            colors,
+            reference=1.0,
+            value_format="{:.2f}x",
+        )
         blocks.append(Figure("speedup.png", "speedup over eager per backend"))
     else:
         blocks.append(Paragraph("No speedup chart: no accelerated backend ran beside eager in these runs."))
@@ -37,6 +44,7 @@ def chart_section(groups: dict[GroupKey, list[Entry]], out_dir: Path, colors: di
         grouped_bars(memory, out_dir / "memory.png", "Peak CUDA memory (max allocated, timed rounds)", "GiB", colors)
         blocks.append(Figure("memory.png", "peak memory per backend"))
     else:
-        blocks.append(Paragraph("No peak-memory chart: no record has a CUDA peak memory "
-                                "(runs on the CPU measure none)."))
+        blocks.append(
+            Paragraph("No peak-memory chart: no record has a CUDA peak memory (runs on the CPU measure none).")
+        )
     return blocks

@@ -29,8 +29,15 @@ def _lora_table(entries: list[_Entry], several_runs: bool) -> list[Block]:
         if record.get("lora_load_s") is None:
             continue
         label = str(record.get("backend")) + (f" ({entry.run_label})" if several_runs else "")
-        rows.append([label, number(record.get("lora_load_s"), 3), number(record.get("lora_memory_gib"), 3),
-                     number(record.get("lora_fuse_s"), 3), str(record.get("lora_layers", "-"))])
+        rows.append(
+            [
+                label,
+                number(record.get("lora_load_s"), 3),
+                number(record.get("lora_memory_gib"), 3),
+                number(record.get("lora_fuse_s"), 3),
+                str(record.get("lora_layers", "-")),
+            ]
+        )
     if not rows:
         return []
     return [Table(["backend", "LoRA load s", "LoRA memory GiB", "fuse s", "layers with the adapter"], rows)]

@@ -63,8 +63,11 @@ img{max-width:100%;border:1px solid #eee}"""
 
 
 def to_html(blocks: list[Block], title: str) -> str:
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
@@ -72,8 +75,9 @@ def to_html(blocks: list[Block], title: str) -> str:
             parts.append(f"<p>{html.escape(block.text)}</p>")
         elif isinstance(block, Table):
             header = "".join(f"<th>{html.escape(cell)}</th>" for cell in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-                           for row in block.rows)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
+            )
             parts.append(f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, Figure):
             parts.append(f'<p><img src="{html.escape(block.path)}" alt="{html.escape(block.alt)}"></p>')

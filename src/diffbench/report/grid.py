@@ -87,14 +87,20 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, w
     return text + "..."
 
 
-def _draw_missing(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], reason: str,
-                  font: ImageFont.ImageFont) -> None:
+def _draw_missing(
+    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], reason: str, font: ImageFont.ImageFont
+) -> None:
     draw.rectangle(box, fill=MISSING_FILL)
     middle = (box[1] + box[3]) // 2
     width = box[2] - box[0] - 2 * PADDING
     for offset, text in ((-LINE_HEIGHT // 2, "image not available"), (LINE_HEIGHT // 2, reason)):
-        draw.text(((box[0] + box[2]) // 2, middle + offset), _fit_text(draw, text, font, width),
-                  fill=TEXT_COLOR, font=font, anchor="mm")
+        draw.text(
+            ((box[0] + box[2]) // 2, middle + offset),
+            _fit_text(draw, text, font, width),
+            fill=TEXT_COLOR,
+            font=font,
+            anchor="mm",
+        )
 
 
 def render_grid(title: str, rows: list[list[Cell]], row_labels: list[str], size: int) -> Image.Image:
@@ -104,8 +110,13 @@ def render_grid(title: str, rows: list[list[Cell]], row_labels: list[str], size:
     grid = Image.new("RGB", (columns * cell_width(size), TITLE_HEIGHT + len(rows) * cell_height(size)), BACKGROUND)
     draw = ImageDraw.Draw(grid)
     title_font, font = _font(16), _font(13)
-    draw.text((PADDING, TITLE_HEIGHT // 2), _fit_text(draw, title, title_font, grid.width - 2 * PADDING),
-              fill=TEXT_COLOR, font=title_font, anchor="lm")
+    draw.text(
+        (PADDING, TITLE_HEIGHT // 2),
+        _fit_text(draw, title, title_font, grid.width - 2 * PADDING),
+        fill=TEXT_COLOR,
+        font=title_font,
+        anchor="lm",
+    )
     for row_index, (row, row_label) in enumerate(zip(rows, row_labels)):
         row_top = TITLE_HEIGHT + row_index * cell_height(size)
         label = _fit_text(draw, row_label, font, grid.width - 2 * PADDING)
@@ -119,8 +130,12 @@ def render_grid(title: str, rows: list[list[Cell]], row_labels: list[str], size:
             left = column_index * cell_width(size) + PADDING
             top = row_top + ROW_LABEL_HEIGHT + PADDING + size + 3
             for line_index, line in enumerate(cell.caption[:CAPTION_LINES]):
-                draw.text((left, top + line_index * LINE_HEIGHT),
-                          _fit_text(draw, line, font, cell_width(size) - 2 * PADDING), fill=TEXT_COLOR, font=font)
+                draw.text(
+                    (left, top + line_index * LINE_HEIGHT),
+                    _fit_text(draw, line, font, cell_width(size) - 2 * PADDING),
+                    fill=TEXT_COLOR,
+                    font=font,
+                )
     return grid
 
 

@@ -6,15 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffbench.results.history import Run
 from diffbench.report.components import component_blocks
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.grid import Cell, write_grid
 from diffbench.report.lora import lora_blocks
 from diffbench.report.sweeps import sweep_blocks
+from diffbench.results.history import Run
 from diffbench.results.schema import speedup_text
 from diffbench.results.summary import e2e_text, number, status_text
-
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,10 @@ def run_labels(runs: list[Run]) -> list[str]:
     labels = [run.label or run.run_id for run in runs]
     with_ids = [f"{label} ({run.run_id})" for label, run in zip(labels, runs)]
     unique = len(set(with_ids)) == len(with_ids)
-    return [label if labels.count(label) == 1 else with_id if unique else f"{label} #{index + 1}"
-            for index, (label, with_id) in enumerate(zip(labels, with_ids))]
+    return [
+        label if labels.count(label) == 1 else with_id if unique else f"{label} #{index + 1}"
+        for index, (label, with_id) in enumerate(zip(labels, with_ids))
+    ]
 
 
 def group_key(record: dict[str, Any]) -> GroupKey:
@@ -77,7 +78,7 @@ def group_settings(entries: list[Entry]) -> str:
 
 def group_table(entries: list[Entry], several_runs: bool, with_cached_warmup: bool) -> Table:
     header = ["backend"] + (["run"] if several_runs else []) + ["warmup s"]
-    header += (["warmup, warm cache s"] if with_cached_warmup else [])
+    header += ["warmup, warm cache s"] if with_cached_warmup else []
     with_roofline = any(entry.record.get("denoiser_tflops") is not None for entry in entries)
     header += ["E2E s median (min-max)", "it/s"] + (["denoiser TFLOP/s (MFU)"] if with_roofline else [])
     header += ["peak mem GiB", "SSIM min", "PSNR min dB", "speedup vs eager", "status"]
@@ -88,9 +89,13 @@ def group_table(entries: list[Entry], several_runs: bool, with_cached_warmup: bo
         row.append(number(record.get("warmup_s")))
         row += [number(record.get("warmup_cached_s"))] if with_cached_warmup else []
         row += [e2e_text(record), number(record.get("its"))] + ([roofline_text(record)] if with_roofline else [])
-        row += [number(record.get("peak_mem_gib")),
-                number(record.get("ssim"), 4), number(record.get("psnr"), 1), speedup_text(record),
-                status_text(record)]
+        row += [
+            number(record.get("peak_mem_gib")),
+            number(record.get("ssim"), 4),
+            number(record.get("psnr"), 1),
+            speedup_text(record),
+            status_text(record),
+        ]
         table.rows.append(row)
     return table
 
@@ -135,26 +140,33 @@ def _image_expected(record: dict[str, Any]) -> bool:
     return record.get("status") == "ok" or bool(record.get("image"))
 
 
-def group_section(key: GroupKey, entries: list[Entry], out_dir: Path, image_size: int, several_runs: bool,
-                  with_cached_warmup: bool) -> list[Block]:
+def group_section(
+    key: GroupKey, entries: list[Entry], out_dir: Path, image_size: int, several_runs: bool, with_cached_warmup: bool
+) -> list[Block]:
     name = f"grid-{group_slug(key)}.png"
     write_grid(out_dir / name, group_title(key), *grid_rows(entries), image_size)
-    blocks: list[Block] = [Heading(group_title(key)), Paragraph(group_settings(entries)),
-                           group_table(entries, several_runs, with_cached_warmup),
-                           *component_blocks(entries, group_slug(key), out_dir, several_runs),
-                           Figure(name, f"outputs of {group_title(key)}")]
-    missing = [entry for entry in entries if _image_expected(entry.record)
-               and entry.run.image_path(str(entry.record.get("case"))) is None]
+    blocks: list[Block] = [
+        Heading(group_title(key)),
+        Paragraph(group_settings(entries)),
+        group_table(entries, several_runs, with_cached_warmup),
+        *component_blocks(entries, group_slug(key), out_dir, several_runs),
+        Figure(name, f"outputs of {group_title(key)}"),
+    ]
+    missing = [
+        entry
+        for entry in entries
+        if _image_expected(entry.record) and entry.run.image_path(str(entry.record.get("case"))) is None
+    ]
     if missing:
         names = [str(entry.record.get("case")) + (f" ({entry.run_label})" if several_runs else "") for entry in missing]
         text = f"Image not available for {', '.join(names)}: not in the run folder."
         if any(entry.run.folder is None for entry in missing):
-            text += (" A pytest-benchmark JSON run takes its images from its run folder under --results-dir;"
-                     " none was found there.")
+            text += (
+                " A pytest-benchmark JSON run takes its images from its run folder under --results-dir;"
+                " none was found there."
+            )
         blocks.append(Paragraph(text))
     for entry in entries:
         label = str(entry.record.get("backend")) + (f" ({entry.run_label})" if several_runs else "")
         blocks += sweep_blocks(label, entry.record, out_dir) + lora_blocks(label, entry.record)
     return blocks
-
-

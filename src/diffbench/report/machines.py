@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffbench.results.history import Run, shard_problems, stack_key
 from diffbench.report.document import Block, Heading, Paragraph, Table
+from diffbench.results.history import Run, shard_problems, stack_key
 
 PART_COLUMNS = ["shard", "run id", "GPU", "host CPU", "torch", "CUDA", "diffusers", "cases", "exit status"]
 
@@ -15,9 +15,15 @@ def _part_row(part: dict[str, Any]) -> list[str]:
     stack = part.get("stack") or {}
     versions = [stack.get("torch"), stack.get("cuda"), (stack.get("packages") or {}).get("diffusers")]
     status = part.get("exit_status", "-")  # "-": given as a run folder, not judged
-    return [str(part.get("shard") or "-"), str(part.get("run_id") or "-"), str(stack.get("gpu") or "CPU (no GPU)"),
-            str(stack.get("cpu_model") or "-"), *(str(version or "-") for version in versions),
-            str(len(part.get("cases") or [])), "none (stopped)" if status is None else str(status)]
+    return [
+        str(part.get("shard") or "-"),
+        str(part.get("run_id") or "-"),
+        str(stack.get("gpu") or "CPU (no GPU)"),
+        str(stack.get("cpu_model") or "-"),
+        *(str(version or "-") for version in versions),
+        str(len(part.get("cases") or [])),
+        "none (stopped)" if status is None else str(status),
+    ]
 
 
 def _worth_showing(run: Run) -> bool:
@@ -32,11 +38,17 @@ def machine_blocks(runs: list[Run], labels: list[str]) -> list[Block]:
     for run, label in zip(runs, labels):
         if not _worth_showing(run):
             continue
-        blocks += [Heading(f"Machines and shards of {label}", 3),
-                   Table(PART_COLUMNS, [_part_row(part) for part in run.parts])]
+        blocks += [
+            Heading(f"Machines and shards of {label}", 3),
+            Table(PART_COLUMNS, [_part_row(part) for part in run.parts]),
+        ]
         problems = shard_problems(run.shards)
         if problems:
             blocks.append(Paragraph("This run is incomplete: " + "; ".join(problems) + "."))
-        blocks.append(Paragraph("diffbench compare compares a case only with itself measured on the same GPU "
-                                "(or CPU, without one) and stack; a case measured elsewhere is not comparable."))
+        blocks.append(
+            Paragraph(
+                "diffbench compare compares a case only with itself measured on the same GPU "
+                "(or CPU, without one) and stack; a case measured elsewhere is not comparable."
+            )
+        )
     return blocks

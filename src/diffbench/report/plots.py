@@ -40,8 +40,15 @@ def backend_colors(backends: list[str]) -> dict[str, str]:
     return colors
 
 
-def grouped_bars(values: dict[str, dict[str, float]], path: Path, title: str, xlabel: str,
-                 colors: dict[str, str], reference: float | None = None, value_format: str = "{:.2f}") -> None:
+def grouped_bars(
+    values: dict[str, dict[str, float]],
+    path: Path,
+    title: str,
+    xlabel: str,
+    colors: dict[str, str],
+    reference: float | None = None,
+    value_format: str = "{:.2f}",
+) -> None:
     """Horizontal bars: one row of bars per category (case group), one bar per backend, values written."""
     categories = list(values)
     backends = [name for name in colors if any(name in by_backend for by_backend in values.values())]
@@ -71,8 +78,9 @@ def grouped_bars(values: dict[str, dict[str, float]], path: Path, title: str, xl
     _save(figure, path)
 
 
-def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list[str], path: Path,
-                colors: dict[str, str]) -> None:
+def trend_chart(
+    panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list[str], path: Path, colors: dict[str, str]
+) -> None:
     """One panel per case group: E2E median (min-max bars) of each backend over the runs, in order."""
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
@@ -82,10 +90,15 @@ def trend_chart(panels: dict[str, dict[str, list[TrendPoint]]], run_labels: list
     for index, (group, lines) in enumerate(panels.items()):
         axes = figure.add_subplot(rows, columns, index + 1)
         for backend, points in lines.items():
-            axes.errorbar([point.x for point in points], [point.median for point in points],
-                          yerr=[[point.median - point.low for point in points],
-                                [point.high - point.median for point in points]],
-                          marker="o", capsize=3, color=colors.get(backend), label=backend)
+            axes.errorbar(
+                [point.x for point in points],
+                [point.median for point in points],
+                yerr=[[point.median - point.low for point in points], [point.high - point.median for point in points]],
+                marker="o",
+                capsize=3,
+                color=colors.get(backend),
+                label=backend,
+            )
         axes.set_xticks(range(len(run_labels)), tick_labels, fontsize=8, rotation=rotation, ha=align)
         axes.set_xlim(-0.5, len(run_labels) - 0.5)
         axes.set_ylim(bottom=0)
@@ -105,8 +118,13 @@ def steps_plot(record: dict[str, Any], path: Path) -> Path:
     axes = figure.add_subplot()
     axes.plot(steps, [p["e2e_s"] for p in points], "o", label="E2E median")
     line = [record["per_step_s"] * s + record["fixed_s"] for s in (0, max(steps))]
-    axes.plot([0, max(steps)], line, "-", label=f"fit: {record['per_step_s'] * 1000:.1f} ms/step + "
-              f"{record['fixed_s']:.3f} s (R^2 {record['fit_r_squared']:.3f})")
+    axes.plot(
+        [0, max(steps)],
+        line,
+        "-",
+        label=f"fit: {record['per_step_s'] * 1000:.1f} ms/step + "
+        f"{record['fixed_s']:.3f} s (R^2 {record['fit_r_squared']:.3f})",
+    )
     axes.set(xlabel="denoising steps", ylabel="seconds", title=f"{record['case']}: time against steps")
     axes.legend(loc="upper left", fontsize=8)
     _save(figure, path)
@@ -122,12 +140,17 @@ def batch_plot(record: dict[str, Any], path: Path) -> Path:
     axes.plot([p["batch"] for p in done], [p["images_per_s"] for p in done], "o-", label="images/s (median)")
     for point in points:
         if point["status"] != "ok":
-            axes.axvline(point["batch"], color="tab:red", linestyle="--", label=f"batch {point['batch']}: {point['status']}")
+            axes.axvline(
+                point["batch"], color="tab:red", linestyle="--", label=f"batch {point['batch']}: {point['status']}"
+            )
     axes.set_xscale("log", base=2)
     axes.set_xticks([p["batch"] for p in points], [str(p["batch"]) for p in points])
     axes.set_ylim(bottom=0)
-    axes.set(xlabel="batch size (images per call)", ylabel="images per second",
-             title=f"{record['case']}: throughput against batch")
+    axes.set(
+        xlabel="batch size (images per call)",
+        ylabel="images per second",
+        title=f"{record['case']}: throughput against batch",
+    )
     axes.legend(loc="lower right", fontsize=8)
     _save(figure, path)
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from diffbench.report.document import Table
 from diffbench.results.history import Run
 
@@ -13,6 +12,14 @@ def stack_table(runs: list[Run], labels: list[str]) -> Table:
         stack = run.stack
         ok = sum(record.get("status") == "ok" for record in run.records.values())
         versions = [str(stack.get(name) or "-") for name in ("driver", "cuda", "torch", "package diffusers")]
-        table.rows.append([label, run.run_id, str(run.source), str(stack.get("gpu") or "CPU (no GPU)"), *versions,
-                           f"{ok} / {len(run.records)}"])
+        table.rows.append(
+            [
+                label,
+                run.run_id,
+                str(run.source),
+                str(stack.get("gpu") or "CPU (no GPU)"),
+                *versions,
+                f"{ok} / {len(run.records)}",
+            ]
+        )
     return table

@@ -12,15 +12,35 @@ from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.plots import DPI, PALETTE, _save
 from diffbench.results.schema import FIELD, STAGES, format_field, speedup_text
 
-STAGE_NAMES = {"text_encode_ms": "text encode", "denoiser_ms": "denoiser", "controlnet_ms": "ControlNet",
-               "vae_decode_ms": "VAE decode", "other_ms": "other (set-up, scheduler, host gaps)"}
-CONDITIONS = ("generator", "pairing", "host_syncs_per_call", "gpu_util_pct", "sm_clock_mhz", "power_w",
-              "energy_per_image_j", "throttle_reasons", "host_bound", "host_other_cpu", "contended", "compile_cache")
+STAGE_NAMES = {
+    "text_encode_ms": "text encode",
+    "denoiser_ms": "denoiser",
+    "controlnet_ms": "ControlNet",
+    "vae_decode_ms": "VAE decode",
+    "other_ms": "other (set-up, scheduler, host gaps)",
+}
+CONDITIONS = (
+    "generator",
+    "pairing",
+    "host_syncs_per_call",
+    "gpu_util_pct",
+    "sm_clock_mhz",
+    "power_w",
+    "energy_per_image_j",
+    "throttle_reasons",
+    "host_bound",
+    "host_other_cpu",
+    "contended",
+    "compile_cache",
+)
 
 
 def _with_stages(labelled: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(label, record) for label, record in labelled
-            if record.get("status") == "ok" and record.get("denoiser_ms") is not None]
+    return [
+        (label, record)
+        for label, record in labelled
+        if record.get("status") == "ok" and record.get("denoiser_ms") is not None
+    ]
 
 
 def stage_bars(labelled: list[tuple[str, dict[str, Any]]], path: Path) -> None:
@@ -56,11 +76,18 @@ def stage_section(labelled: list[tuple[str, dict[str, Any]]], out_dir: Path) -> 
     stage_bars(shown, out_dir / "stages.png")
     table = Table(["case", *(FIELD[stage].label for stage in STAGES), FIELD["denoiser_ms_per_step"].label, "E2E ms"])
     for label, record in shown:
-        table.rows.append([label, *(format_field(stage, record.get(stage)) for stage in STAGES),
-                           format_field("denoiser_ms_per_step", record.get("denoiser_ms_per_step")),
-                           f"{record['e2e_s'] * 1000:.1f}"])
-    note = ("Medians over the timed rounds, from CUDA events on a GPU (host clocks on the CPU); `other` is the "
-            "E2E median minus the stages. VAE decode: " + FIELD["vae_decode_ms"].doc + ".")
+        table.rows.append(
+            [
+                label,
+                *(format_field(stage, record.get(stage)) for stage in STAGES),
+                format_field("denoiser_ms_per_step", record.get("denoiser_ms_per_step")),
+                f"{record['e2e_s'] * 1000:.1f}",
+            ]
+        )
+    note = (
+        "Medians over the timed rounds, from CUDA events on a GPU (host clocks on the CPU); `other` is the "
+        "E2E median minus the stages. VAE decode: " + FIELD["vae_decode_ms"].doc + "."
+    )
     return [Heading("Where the time goes"), Paragraph(note), Figure("stages.png", "time per stage per case"), table]
 
 
@@ -76,6 +103,8 @@ def conditions_section(labelled: list[tuple[str, dict[str, Any]]]) -> list[Block
     for label, record in shown:
         table.rows.append([label, speedup_text(record), *(format_field(key, record.get(key)) for key in columns)])
     notes = {record.get("telemetry_note") for _, record in shown} - {None}
-    text = ("Speedup: paired rounds give the median of eager/backend per pair with a bootstrap 95% interval; "
-            "eager-after flags an eager drift over 5%. " + " ".join(sorted(notes)))
+    text = (
+        "Speedup: paired rounds give the median of eager/backend per pair with a bootstrap 95% interval; "
+        "eager-after flags an eager drift over 5%. " + " ".join(sorted(notes))
+    )
     return [Heading("Measurement conditions"), Paragraph(text.strip()), table]

@@ -39,13 +39,21 @@ def trend_section(runs: list[Run], labels: list[str], out_dir: Path, colors: dic
         measured = [(position, record) for position, record in enumerate(records) if _measured(record)]
         for position, record in measured:
             line = panels.setdefault(group_title(group_key(record)), {}).setdefault(str(record.get("backend")), [])
-            line.append(TrendPoint(position, record["e2e_s"], record.get("e2e_min_s", record["e2e_s"]),
-                                   record.get("e2e_max_s", record["e2e_s"])))
+            line.append(
+                TrendPoint(
+                    position,
+                    record["e2e_s"],
+                    record.get("e2e_min_s", record["e2e_s"]),
+                    record.get("e2e_max_s", record["e2e_s"]),
+                )
+            )
         first, last = (measured[0][1]["e2e_s"], measured[-1][1]["e2e_s"]) if len(measured) > 1 else (None, None)
         change = f"{(last / first - 1) * 100:+.1f}%" if first else "-"
         table.rows.append([case, *map(_trend_cell, records), change])
     if panels:
         trend_chart(panels, shown, out_dir / "trend.png", colors)
-    blocks: list[Block] = [Heading("Trend over runs"), Paragraph(
-        "E2E median in seconds of each case found in two runs or more, in the order the runs were given.")]
+    blocks: list[Block] = [
+        Heading("Trend over runs"),
+        Paragraph("E2E median in seconds of each case found in two runs or more, in the order the runs were given."),
+    ]
     return blocks + [table] + ([Figure("trend.png", "E2E over runs")] if panels else [])

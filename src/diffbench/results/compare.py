@@ -40,17 +40,26 @@ class Metric:
     ignore_above: float | None = None  # both values at or above this: no difference that matters
 
 
-METRICS = {metric.name: metric for metric in (
-    Metric("e2e", "e2e_s", "e2e_rounds_s", False, "s", 3),
-    Metric("its", "its", "its_rounds", True, "it/s", 2),
-    Metric("warmup", "warmup_s", None, False, "s", 2, min_change=1.0),  # a single sample: +-1 s is jitter
-    Metric("peak_mem", "peak_mem_gib", None, False, "GiB", 2),
-    Metric("ssim", "ssim", None, True, "", 4),
-    Metric("psnr", "psnr", None, True, "dB", 1, ignore_above=60.0),  # >= 60 dB: identical to the eye and to SSIM
-    # NVML's energy counter over the timed rounds (GPU runs only), unit and digits as schema declares them
-    Metric("energy", "energy_per_image_j", None, FIELD["energy_per_image_j"].compare == "higher",
-           FIELD["energy_per_image_j"].unit, FIELD["energy_per_image_j"].digits),
-)}
+METRICS = {
+    metric.name: metric
+    for metric in (
+        Metric("e2e", "e2e_s", "e2e_rounds_s", False, "s", 3),
+        Metric("its", "its", "its_rounds", True, "it/s", 2),
+        Metric("warmup", "warmup_s", None, False, "s", 2, min_change=1.0),  # a single sample: +-1 s is jitter
+        Metric("peak_mem", "peak_mem_gib", None, False, "GiB", 2),
+        Metric("ssim", "ssim", None, True, "", 4),
+        Metric("psnr", "psnr", None, True, "dB", 1, ignore_above=60.0),  # >= 60 dB: identical to the eye and to SSIM
+        # NVML's energy counter over the timed rounds (GPU runs only), unit and digits as schema declares them
+        Metric(
+            "energy",
+            "energy_per_image_j",
+            None,
+            FIELD["energy_per_image_j"].compare == "higher",
+            FIELD["energy_per_image_j"].unit,
+            FIELD["energy_per_image_j"].digits,
+        ),
+    )
+}
 DEFAULT_FAIL = "e2e:10%,its:10%,peak_mem:10%,warmup:25%,ssim:0.02,psnr:2,energy:15%"
 
 
@@ -146,8 +155,9 @@ class Comparison:
 
     @property
     def failed(self) -> bool:
-        return (bool(self.regressions) or (self.inconclusive_fails and bool(self.inconclusive))
-                or bool(self.shard_problems))
+        return (
+            bool(self.regressions) or (self.inconclusive_fails and bool(self.inconclusive)) or bool(self.shard_problems)
+        )
 
 
 def _noise_test(metric: Metric, base_record: dict, new_record: dict, worse: bool) -> NoiseTest:
@@ -158,27 +168,38 @@ def _noise_test(metric: Metric, base_record: dict, new_record: dict, worse: bool
     return higher_beyond_noise(new_rounds, base_rounds)
 
 
-def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dict,
-                   threshold: Threshold) -> Row | None:
+def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dict, threshold: Threshold) -> Row | None:
     """The row of one metric of one case; None when either run has no value for it (e.g. CPU memory)."""
     base, new = base_record.get(metric.key), new_record.get(metric.key)
     if base is None or new is None:
         return None
-    row = Row(case, metric.name, base, new, change=new - base,
-              relative=(new - base) / abs(base) if base else None, threshold=str(threshold))
+    row = Row(
+        case,
+        metric.name,
+        base,
+        new,
+        change=new - base,
+        relative=(new - base) / abs(base) if base else None,
+        threshold=str(threshold),
+    )
     caches = (base_record.get("compile_cache"), new_record.get("compile_cache"))
     if metric.name == "warmup" and None not in caches and caches[0] != caches[1]:
         row.verdict = "not comparable"  # a cold compile is no warm one's regression, nor the other way round
         row.message = f"compile cache {caches[0]} in BASE, {caches[1]} in NEW"
         return row
     negligible = abs(new - base) <= metric.min_change or (
-        metric.ignore_above is not None and min(base, new) >= metric.ignore_above)
+        metric.ignore_above is not None and min(base, new) >= metric.ignore_above
+    )
     if negligible or not threshold.exceeded(base, new):
         return row
     worse = (new < base) if metric.higher_is_better else (new > base)
     if metric.rounds_key:
         test = _noise_test(metric, base_record, new_record, worse)
-        row.p_value, row.noise_rule, row.rounds = test.p_value, test.rule, _round_counts(metric, base_record, new_record)
+        row.p_value, row.noise_rule, row.rounds = (
+            test.p_value,
+            test.rule,
+            _round_counts(metric, base_record, new_record),
+        )
         if not test.outside:  # the rounds cannot tell: undecided if they lean the worse way, else noise
             undecided = worse and test.rounds_needed is not None
             row.verdict, row.rounds_needed = ("inconclusive", test.rounds_needed) if undecided else ("noise", None)
@@ -188,8 +209,9 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
 
 
 def _round_counts(metric: Metric, base_record: dict, new_record: dict) -> tuple[int, int]:
-    return tuple(len([x for x in record.get(metric.rounds_key) or [] if x is not None])
-                 for record in (base_record, new_record))
+    return tuple(
+        len([x for x in record.get(metric.rounds_key) or [] if x is not None]) for record in (base_record, new_record)
+    )
 
 
 def compare_status(case: str, base_record: dict, new_record: dict) -> Row | None:
@@ -215,25 +237,34 @@ def check_comparable(run: Run) -> None:
             if value is not None and not _is_number(value):
                 raise HistoryError(f"{run.source}: case {case!r} has a non-numeric {metric.key}: {value!r}")
             rounds = record.get(metric.rounds_key) if metric.rounds_key else None
-            if rounds is not None and not (isinstance(rounds, list) and all(
-                    item is None or _is_number(item) for item in rounds)):
-                raise HistoryError(f"{run.source}: case {case!r} has a {metric.rounds_key} that is not a list "
-                                   f"of numbers: {rounds!r}")
+            if rounds is not None and not (
+                isinstance(rounds, list) and all(item is None or _is_number(item) for item in rounds)
+            ):
+                raise HistoryError(
+                    f"{run.source}: case {case!r} has a {metric.rounds_key} that is not a list of numbers: {rounds!r}"
+                )
 
 
 def check_overlap(base: Run, new: Run) -> None:
     """HistoryError when no case of BASE is in NEW: a run that lost its cases must not pass as unchanged."""
     if not set(base.records) & set(new.records):
-        raise HistoryError(f"no case of BASE ({len(base.records)} case(s), e.g. {next(iter(base.records))}) is in "
-                           f"NEW {new.source} ({len(new.records)} other case(s)): nothing to compare")
+        raise HistoryError(
+            f"no case of BASE ({len(base.records)} case(s), e.g. {next(iter(base.records))}) is in "
+            f"NEW {new.source} ({len(new.records)} other case(s)): nothing to compare"
+        )
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-STACK_NAMES = {"gpu": "GPU", "gpu_count": "GPU count", "cuda": "CUDA", "compute_capability": "compute capability",
-               "cpu": "CPU"}
+STACK_NAMES = {
+    "gpu": "GPU",
+    "gpu_count": "GPU count",
+    "cuda": "CUDA",
+    "compute_capability": "compute capability",
+    "cpu": "CPU",
+}
 
 
 def machine_text(stack: dict[str, Any]) -> str:
@@ -249,16 +280,23 @@ def compare_machines(case: str, base: dict[str, Any], new: dict[str, Any]) -> Ro
     names = [name for name in names if implied.get(name) not in names]
     if not names:
         return None
-    why = ", ".join(f"different {STACK_NAMES.get(name, name.removeprefix('package '))} "
-                    f"({base.get(name)} -> {new.get(name)})" for name in names)
+    why = ", ".join(
+        f"different {STACK_NAMES.get(name, name.removeprefix('package '))} ({base.get(name)} -> {new.get(name)})"
+        for name in names
+    )
     return Row(case, "machine", machine_text(base), machine_text(new), verdict="not comparable", message=why)
 
 
 def compare_runs(base: Run, new: Run, thresholds: dict[str, Threshold], across_stacks: bool = False) -> Comparison:
     """Every case of both runs, metric by metric, in BASE's order (NEW-only cases are listed); a case whose
     machine or stack differs is one `not comparable` row, unless `across_stacks` compares it all the same."""
-    comparison = Comparison(describe_run(base), describe_run(new), {k: str(v) for k, v in thresholds.items()},
-                            stack_differences(base.stack, new.stack), shard_problems=shard_problems(new.shards))
+    comparison = Comparison(
+        describe_run(base),
+        describe_run(new),
+        {k: str(v) for k, v in thresholds.items()},
+        stack_differences(base.stack, new.stack),
+        shard_problems=shard_problems(new.shards),
+    )
     for case, base_record in base.records.items():
         new_record = new.records.get(case)
         if new_record is None:

@@ -50,8 +50,18 @@ def _verdict_text(row: Row) -> str:
 def render_table(comparison: Comparison) -> str:
     """Aligned columns: case, metric, base, new, change, threshold, verdict."""
     header = ("case", "metric", "base", "new", "change", "threshold", "verdict")
-    lines = [header] + [(row.case, row.metric, format_value(row.metric, row.base), format_value(row.metric, row.new),
-                         format_change(row), row.threshold, _verdict_text(row)) for row in comparison.rows]
+    lines = [header] + [
+        (
+            row.case,
+            row.metric,
+            format_value(row.metric, row.base),
+            format_value(row.metric, row.new),
+            format_change(row),
+            row.threshold,
+            _verdict_text(row),
+        )
+        for row in comparison.rows
+    ]
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * width for width in widths))
@@ -63,18 +73,22 @@ def regression_line(row: Row) -> str:
     if row.metric == "status":
         because = f": {row.message}" if row.message else ""
         return f"REGRESSION {row.case} status: {row.base} -> {row.new}{because}"
-    return (f"REGRESSION {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
-            f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold})")
+    return (
+        f"REGRESSION {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
+        f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold})"
+    )
 
 
 def inconclusive_line(row: Row) -> str:
     """`INCONCLUSIVE <case> e2e: 1.000 s -> 3.000 s (+200.0%, threshold 10%): p=0.20 with 3 and 3 rounds; ...`."""
     detail = f"p={row.p_value:.2f}" if row.p_value is not None else "the rounds overlap"
     base_rounds, new_rounds = row.rounds or (0, 0)
-    return (f"INCONCLUSIVE {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
-            f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold}): {detail} with "
-            f"{base_rounds} and {new_rounds} rounds cannot decide; rounds ordered like these would decide with "
-            f"{row.rounds_needed} a side (--rounds {row.rounds_needed})")
+    return (
+        f"INCONCLUSIVE {row.case} {row.metric}: {format_value(row.metric, row.base)} -> "
+        f"{format_value(row.metric, row.new)} ({format_change(row)}, threshold {row.threshold}): {detail} with "
+        f"{base_rounds} and {new_rounds} rounds cannot decide; rounds ordered like these would decide with "
+        f"{row.rounds_needed} a side (--rounds {row.rounds_needed})"
+    )
 
 
 def summary_line(comparison: Comparison) -> str:
@@ -83,27 +97,42 @@ def summary_line(comparison: Comparison) -> str:
     regressions = comparison.regressions
     noise = sum(row.verdict == "noise" for row in comparison.rows)
     improved = sum(row.verdict in ("improved", "fixed") for row in comparison.rows)
-    head = (f"{len(regressions)} regression(s) in {len({row.case for row in regressions})} case(s)"
-            if regressions else "no regression")
+    head = (
+        f"{len(regressions)} regression(s) in {len({row.case for row in regressions})} case(s)"
+        if regressions
+        else "no regression"
+    )
     if comparison.inconclusive:
-        head += (f", {len(comparison.inconclusive)} inconclusive ("
-                 + ("fails; --inconclusive pass lets it pass" if comparison.inconclusive_fails else "passed: --inconclusive pass")
-                 + ")")
+        head += (
+            f", {len(comparison.inconclusive)} inconclusive ("
+            + (
+                "fails; --inconclusive pass lets it pass"
+                if comparison.inconclusive_fails
+                else "passed: --inconclusive pass"
+            )
+            + ")"
+        )
     if comparison.shard_problems:
         head += f", {len(comparison.shard_problems)} shard(s) of NEW missing or failed (fails)"
     only = [f"{len(comparison.not_comparable)} not comparable (another machine or stack)"] * bool(
-        comparison.not_comparable)
+        comparison.not_comparable
+    )
     only += [f"{len(comparison.only_in_base)} only in BASE"] * bool(comparison.only_in_base)
     only += [f"{len(comparison.only_in_new)} only in NEW"] * bool(comparison.only_in_new)
-    return (f"{head}: {cases} case(s) and {len(compared)} metric(s) compared, {improved} improved, "
-            f"{noise} within noise" + "".join(f", {part}" for part in only))
+    return (
+        f"{head}: {cases} case(s) and {len(compared)} metric(s) compared, {improved} improved, "
+        f"{noise} within noise" + "".join(f", {part}" for part in only)
+    )
 
 
 def render(comparison: Comparison) -> str:
     """The whole report: runs, table, cases in one run only, one line per regression, the summary."""
-    parts = [f"BASE {comparison.base['source']} (run {comparison.base['run_id']})",
-             f"NEW  {comparison.new['source']} (run {comparison.new['run_id']})", "",
-             render_table(comparison) if comparison.rows else "(no case in both runs)"]
+    parts = [
+        f"BASE {comparison.base['source']} (run {comparison.base['run_id']})",
+        f"NEW  {comparison.new['source']} (run {comparison.new['run_id']})",
+        "",
+        render_table(comparison) if comparison.rows else "(no case in both runs)",
+    ]
     if comparison.only_in_base or comparison.only_in_new:
         parts.append("")
     for side, cases in (("BASE", comparison.only_in_base), ("NEW", comparison.only_in_new)):

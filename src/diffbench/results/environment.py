@@ -10,9 +10,21 @@ import subprocess
 
 import torch
 
-PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "pytest-benchmark", "scikit-image",
-            # the backends' own packages: a stack difference a comparison must show
-            "torchao", "DeepCache", "onediffx", "onediff", "nexfort", "oneflow")
+PACKAGES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "pytest-benchmark",
+    "scikit-image",
+    # the backends' own packages: a stack difference a comparison must show
+    "torchao",
+    "DeepCache",
+    "onediffx",
+    "onediff",
+    "nexfort",
+    "oneflow",
+)
 
 
 def package_version(name: str) -> str | None:
@@ -55,7 +67,10 @@ def nvidia_driver() -> str | None:
     try:
         output = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return None
@@ -89,10 +104,16 @@ def stack_info() -> dict:
 def git_commit() -> str | None:
     """The commit of the working tree benchmarks run from (short hash, `+dirty` if changed), or None."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (subprocess.SubprocessError, OSError):
         return None
     return f"{commit}+dirty" if dirty else commit

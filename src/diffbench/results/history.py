@@ -95,12 +95,15 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         except json.JSONDecodeError as error:
             if number != len(lines):
                 raise HistoryError(f"{path} has a corrupt line {number}: {error}") from None
-            warnings.append(f"{path}: its last line (line {number}) is cut short, as by a run killed while "
-                            f"writing it, and was left out: {line[:60]!r}")
+            warnings.append(
+                f"{path}: its last line (line {number}) is cut short, as by a run killed while "
+                f"writing it, and was left out: {line[:60]!r}"
+            )
             continue
         if not isinstance(record, dict) or not isinstance(record.get("case"), str):
-            raise HistoryError(f"{path} line {number} is not a diffbench record (a JSON object with a case): "
-                               f"{line[:60]!r}")
+            raise HistoryError(
+                f"{path} line {number} is not a diffbench record (a JSON object with a case): {line[:60]!r}"
+            )
         records.append(record)
     return records, warnings
 
@@ -110,10 +113,17 @@ def _from_folder(folder: Path) -> Run:
     meta = read_run_meta(folder)
     by_case = {record["case"]: record for record in records}
     recorded_id = next((r["run_id"] for r in by_case.values() if r.get("run_id")), None)
-    return Run(source=folder, run_id=meta.get("run_id") or recorded_id or folder.name, records=by_case,
-               stack=stack_key(meta.get("stack") or {}), folder=folder,
-               label=meta.get("commit") or meta.get("started") or folder.name, warnings=warnings,
-               parts=meta.get("parts") or [], shards=meta.get("shards"))
+    return Run(
+        source=folder,
+        run_id=meta.get("run_id") or recorded_id or folder.name,
+        records=by_case,
+        stack=stack_key(meta.get("stack") or {}),
+        folder=folder,
+        label=meta.get("commit") or meta.get("started") or folder.name,
+        warnings=warnings,
+        parts=meta.get("parts") or [],
+        shards=meta.get("shards"),
+    )
 
 
 def _object(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -131,17 +141,22 @@ def _from_benchmark_json(path: Path, results_dir: Path) -> Run:
     records = {}
     for number, benchmark in enumerate(data["benchmarks"], start=1):
         if not isinstance(benchmark, dict):
-            raise HistoryError(f"{path}: benchmark {number} is not a pytest-benchmark entry (a JSON object): "
-                               f"{str(benchmark)[:60]!r}")
+            raise HistoryError(
+                f"{path}: benchmark {number} is not a pytest-benchmark entry (a JSON object): {str(benchmark)[:60]!r}"
+            )
         record = dict(_object(benchmark, "extra_info", path))
         if "case" not in record:
             continue  # not a diffbench case
         record.setdefault("e2e_rounds_s", _object(benchmark, "stats", path).get("data"))
         records[record["case"]] = record
     run_id = next((r["run_id"] for r in records.values() if r.get("run_id")), path.stem)
-    run = Run(source=path, run_id=run_id, records=records,
-              stack=stack_key(_object(_object(data, "machine_info", path), "diffbench", path)),
-              label=str(_object(data, "commit_info", path).get("id") or "")[:10] or data.get("datetime", path.stem))
+    run = Run(
+        source=path,
+        run_id=run_id,
+        records=records,
+        stack=stack_key(_object(_object(data, "machine_info", path), "diffbench", path)),
+        label=str(_object(data, "commit_info", path).get("id") or "")[:10] or data.get("datetime", path.stem),
+    )
     folder = results_dir / run_id
     if (folder / "results.jsonl").is_file():  # skipped and failed cases live only there
         run.folder = folder
@@ -174,8 +189,13 @@ def stack_key(stack: dict[str, Any]) -> dict[str, Any]:
     is the device, so its model is one of them."""
     key = {name: stack.get(name) for name in STACK_FIELDS}
     key["cpu"] = None if stack.get("gpu") else stack.get("cpu_model")
-    key.update({f"package {name}": version for name, version in sorted((stack.get("packages") or {}).items())
-                if version is not None})  # not installed = not listed, as in runs that did not ask
+    key.update(
+        {
+            f"package {name}": version
+            for name, version in sorted((stack.get("packages") or {}).items())
+            if version is not None
+        }
+    )  # not installed = not listed, as in runs that did not ask
     return key
 
 
@@ -206,8 +226,14 @@ def shard_problems(shards: dict[str, Any] | None) -> list[str]:
     if not shards:
         return []
     count = shards.get("count")
-    lines = [f"SHARD MISSING {index}/{count}: no run or shard folder of it was merged (its job did not run, "
-             "or its folder or artifact was lost); its cases are not in this run" for index in shards.get("missing", [])]
-    lines += [f"SHARD FAILED {failed['index']}/{count}: {_exit_text(failed.get('exit_status'))}; the cases it "
-              "recorded are merged" for failed in shards.get("failed", [])]
+    lines = [
+        f"SHARD MISSING {index}/{count}: no run or shard folder of it was merged (its job did not run, "
+        "or its folder or artifact was lost); its cases are not in this run"
+        for index in shards.get("missing", [])
+    ]
+    lines += [
+        f"SHARD FAILED {failed['index']}/{count}: {_exit_text(failed.get('exit_status'))}; the cases it "
+        "recorded are merged"
+        for failed in shards.get("failed", [])
+    ]
     return lines

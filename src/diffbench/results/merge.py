@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from diffbench.errors import DiffbenchError, OptionError
-from diffbench.results.history import (HistoryError, Run, load_run, read_run_meta, shard_problems, stack_differences,
-                               stack_key)
+from diffbench.results.history import (
+    HistoryError,
+    Run,
+    load_run,
+    read_run_meta,
+    shard_problems,
+    stack_differences,
+    stack_key,
+)
 from diffbench.results.records import atomic_path, json_safe, write_text_atomically
 from diffbench.results.shard import Shard, parse_shard
 
@@ -49,8 +56,10 @@ def read_shard_folder(folder: Path) -> ShardFolder | None:
         data = json.loads(path.read_text())
         shard, status = parse_shard(str(data["shard"])), data["exit_status"]
     except (OSError, ValueError, KeyError, TypeError, OptionError) as error:
-        raise MergeError(f"{path} is not a shard's record ({{\"shard\": \"1/4\", \"exit_status\": 0}}, as "
-                         f".ci/shard-run writes it): {error}") from None
+        raise MergeError(
+            f'{path} is not a shard\'s record ({{"shard": "1/4", "exit_status": 0}}, as '
+            f".ci/shard-run writes it): {error}"
+        ) from None
     if not isinstance(status, int) or isinstance(status, bool):
         raise MergeError(f"{path}: exit_status {status!r} is not a whole number (pytest's exit status)")
     return ShardFolder(folder, shard, status, runs)
@@ -103,9 +112,11 @@ def _choose_records(runs: list[Run], prefer_last: bool) -> tuple[dict[str, tuple
     if duplicates and not prefer_last:
         named = [f"{case} (in {first.source} and {second.source})" for case, first, second in duplicates]
         shown = "; ".join(named[:5]) + (f"; and {len(named) - 5} more" if len(named) > 5 else "")
-        raise MergeError(f"{len(named)} case(s) recorded in more than one run: {shown}. Each case must come "
-                         "from one run: leave a run out, or pass --prefer-last to keep the record of the run "
-                         "given last")
+        raise MergeError(
+            f"{len(named)} case(s) recorded in more than one run: {shown}. Each case must come "
+            "from one run: leave a run out, or pass --prefer-last to keep the record of the run "
+            "given last"
+        )
     return chosen, [case for case, _, _ in duplicates]
 
 
@@ -123,8 +134,10 @@ def _shard_of_part(part: dict[str, Any], origin: ShardFolder | None) -> str | No
     ran = part.get("shard") or (part.get("settings") or {}).get("shard")
     if origin is not None and origin.shard is not None:
         if ran is not None and ran != str(origin.shard):
-            raise MergeError(f"{part['source']} ran shard {ran}, but {origin.folder / SHARD_FILE} says "
-                             f"{origin.shard}: a shard's folder must hold its own run only")
+            raise MergeError(
+                f"{part['source']} ran shard {ran}, but {origin.folder / SHARD_FILE} says "
+                f"{origin.shard}: a shard's folder must hold its own run only"
+            )
         ran = str(origin.shard)
     return ran
 
@@ -134,8 +147,12 @@ def _parts_of(run: Run, meta: dict[str, Any], origin: ShardFolder | None, taken:
     its machine), each with its stack, shard, the cases `taken` from it, and pytest's exit status when it
     came from a shard's folder."""
     own = {key: meta.get(key) for key in PART_KEYS}
-    own.update(source=str(run.source), run_id=meta.get("run_id") or run.run_id, stack=meta.get("stack") or {},
-               cases=list(run.records))
+    own.update(
+        source=str(run.source),
+        run_id=meta.get("run_id") or run.run_id,
+        stack=meta.get("stack") or {},
+        cases=list(run.records),
+    )
     parts = []
     for part in meta.get("parts") or [own]:
         part = {**part, "cases": [case for case in part.get("cases") or [] if case in taken]}
@@ -149,8 +166,14 @@ def _parts_of(run: Run, meta: dict[str, Any], origin: ShardFolder | None, taken:
 def _empty_part(origin: ShardFolder) -> dict[str, Any]:
     """The part of a shard's folder without a run: a shard with no case (exit status 5), or one that broke
     before it recorded any."""
-    return {"source": str(origin.folder), "run_id": None, "stack": {}, "cases": [],
-            "shard": str(origin.shard) if origin.shard else None, "exit_status": origin.exit_status}
+    return {
+        "source": str(origin.folder),
+        "run_id": None,
+        "stack": {},
+        "cases": [],
+        "shard": str(origin.shard) if origin.shard else None,
+        "exit_status": origin.exit_status,
+    }
 
 
 def account_shards(parts: list[dict[str, Any]], count: int | None) -> dict[str, Any] | None:
@@ -158,8 +181,10 @@ def account_shards(parts: list[dict[str, Any]], count: int | None) -> dict[str, 
     or are missing; a shard found in several parts is judged by the last. None when no part is a shard."""
     counts = {parse_shard(part["shard"]).count for part in parts if part.get("shard")}
     if count is None and len(counts) > 1:
-        raise MergeError(f"the runs are shards of {len(counts)} different splits (into {sorted(counts)} "
-                         "shards): give --shards N to say which split to account for")
+        raise MergeError(
+            f"the runs are shards of {len(counts)} different splits (into {sorted(counts)} "
+            "shards): give --shards N to say which split to account for"
+        )
     count = count if count is not None else next(iter(counts), None)
     if count is None:
         return None
@@ -171,23 +196,41 @@ def account_shards(parts: list[dict[str, Any]], count: int | None) -> dict[str, 
     status = {index: part.get("exit_status", 0) for index, part in sorted(last.items())}  # no key: not judged
     failed = [{"index": index, "exit_status": code} for index, code in status.items() if code not in (0, NO_CASE)]
     missing = [index for index in range(count) if index not in last]
-    return {"count": count, "merged": [index for index, part in sorted(last.items()) if part["cases"]],
-            "empty": [index for index, code in status.items() if code == NO_CASE], "missing": missing,
-            "failed": failed, "complete": not (missing or failed)}
+    return {
+        "count": count,
+        "merged": [index for index, part in sorted(last.items()) if part["cases"]],
+        "empty": [index for index, code in status.items() if code == NO_CASE],
+        "missing": missing,
+        "failed": failed,
+        "complete": not (missing or failed),
+    }
 
 
-def _run_meta(parts: list[dict[str, Any]], first_stack: dict[str, Any], out: Path, command: list[str],
-              shard_count: int | None) -> dict[str, Any]:
+def _run_meta(
+    parts: list[dict[str, Any]], first_stack: dict[str, Any], out: Path, command: list[str], shard_count: int | None
+) -> dict[str, Any]:
     """run.json of the merged run: the first run's stack, the differences of the parts' stacks from it, each
     part with its own stack and cases, and (for shards) which are missing or failed."""
-    differences = sorted({difference for part in parts if part["cases"]
-                          for difference in stack_differences(stack_key(first_stack), stack_key(part["stack"]))})
+    differences = sorted(
+        {
+            difference
+            for part in parts
+            if part["cases"]
+            for difference in stack_differences(stack_key(first_stack), stack_key(part["stack"]))
+        }
+    )
     commits = {part.get("commit") for part in parts if part["cases"]}
     started = [str(part["started"]) for part in parts if part.get("started")]
-    return {"run_id": out.name, "started": min(started, default=None),
-            "commit": commits.pop() if len(commits) == 1 else None, "stack": first_stack,
-            "stack_differences": differences, "command": command, "parts": parts,
-            "shards": account_shards(parts, shard_count)}
+    return {
+        "run_id": out.name,
+        "started": min(started, default=None),
+        "commit": commits.pop() if len(commits) == 1 else None,
+        "stack": first_stack,
+        "stack_differences": differences,
+        "command": command,
+        "parts": parts,
+        "shards": account_shards(parts, shard_count),
+    }
 
 
 def _expand(specs: list[str | Path]) -> tuple[list[tuple[str | Path, ShardFolder | None]], list[ShardFolder]]:
@@ -203,13 +246,14 @@ def _expand(specs: list[str | Path]) -> tuple[list[tuple[str | Path, ShardFolder
         else:
             empty.append(origin)
     if not runs:
-        raise MergeError(f"none of the {len(specs)} folder(s) given holds a run: every shard had no case or "
-                         f"broke before recording one (their logs say why)")
+        raise MergeError(
+            f"none of the {len(specs)} folder(s) given holds a run: every shard had no case or "
+            f"broke before recording one (their logs say why)"
+        )
     return runs, empty
 
 
-def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False,
-               shard_count: int | None = None) -> Merged:
+def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False, shard_count: int | None = None) -> Merged:
     """Write one run folder at `out` with every case of `specs`: run folders, anything `load_run` reads, or
     shards' folders (.ci/shard-run's: shard.json and the shard's run folder), checked against `shard_count`."""
     inputs, empty = _expand(specs)
@@ -218,12 +262,16 @@ def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False,
     _check_output(out, runs)
     chosen, replaced = _choose_records(runs, prefer_last)
     metas = [_read_meta(run) for run in runs]
-    parts = [part for run, meta, (_, origin) in zip(runs, metas, inputs)
-             for part in _parts_of(run, meta, origin, {case for case, (_, owner) in chosen.items() if owner is run})]
+    parts = [
+        part
+        for run, meta, (_, origin) in zip(runs, metas, inputs)
+        for part in _parts_of(run, meta, origin, {case for case, (_, owner) in chosen.items() if owner is run})
+    ]
     command = ["diffbench", "merge", *map(str, specs), "--out", str(out)] + ["--prefer-last"] * prefer_last
     command += ["--shards", str(shard_count)] if shard_count is not None else []
-    meta = _run_meta(parts + [_empty_part(origin) for origin in empty], metas[0].get("stack") or {}, out,
-                     command, shard_count)
+    meta = _run_meta(
+        parts + [_empty_part(origin) for origin in empty], metas[0].get("stack") or {}, out, command, shard_count
+    )
     (out / "images").mkdir(parents=True, exist_ok=True)
     for record, run in chosen.values():
         _copy_image(record, run, out)
@@ -231,8 +279,14 @@ def merge_runs(specs: list[str | Path], out: Path, prefer_last: bool = False,
     records = [record for record, _ in chosen.values()]
     lines = "".join(json.dumps(json_safe(record), allow_nan=False) + "\n" for record in records)
     write_text_atomically(out / "results.jsonl", lines)  # last: a folder with results.jsonl is complete
-    return Merged(out, records, replaced, meta["stack_differences"], [w for run in runs for w in run.warnings],
-                  shard_problems(meta["shards"]))
+    return Merged(
+        out,
+        records,
+        replaced,
+        meta["stack_differences"],
+        [w for run in runs for w in run.warnings],
+        shard_problems(meta["shards"]),
+    )
 
 
 def merge_command(arguments: argparse.Namespace) -> int:
@@ -249,9 +303,12 @@ def merge_command(arguments: argparse.Namespace) -> int:
     for warning in merged.warnings:
         print(f"diffbench merge: warning: {warning}", file=sys.stderr)
     if merged.stack_differences:
-        print("diffbench merge: warning: the runs' stacks differ, so may their numbers (run.json records each "
-              "case's machine, and compare calls a case measured on another one not comparable): " + "; ".join(merged.stack_differences),
-              file=sys.stderr)
+        print(
+            "diffbench merge: warning: the runs' stacks differ, so may their numbers (run.json records each "
+            "case's machine, and compare calls a case measured on another one not comparable): "
+            + "; ".join(merged.stack_differences),
+            file=sys.stderr,
+        )
     for case in merged.replaced:
         print(f"diffbench merge: {case}: kept the record of the run given last (--prefer-last)", file=sys.stderr)
     print(f"merged {len(arguments.runs)} run(s), {len(merged.records)} case(s), into {merged.folder}")

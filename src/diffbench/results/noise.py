@@ -48,7 +48,7 @@ def _p_value(observed: float, n: int, m: int) -> float:
     """P(U >= observed) under no difference, for n `after` and m `before` rounds."""
     if n * m <= EXACT_LIMIT:
         counts = _u_counts(n, m)
-        return sum(counts[math.ceil(observed):]) / sum(counts)
+        return sum(counts[math.ceil(observed) :]) / sum(counts)
     mean, spread = n * m / 2, math.sqrt(n * m * (n + m + 1) / 12)  # normal approximation, large samples
     return 0.5 * math.erfc((observed - mean - 0.5) / spread / math.sqrt(2))
 
@@ -65,8 +65,10 @@ def rounds_to_decide(before: list[float], after: list[float]) -> int | None:
     share = u_statistic(before, after) / (len(before) * len(after))
     for rounds in range(max(len(before), len(after), 2), MAX_ROUNDS_SUGGESTED + 1):
         pairs = rounds * rounds
-        if smallest_p_value(rounds, rounds) <= SIGNIFICANCE and _p_value(math.floor(share * pairs), rounds,
-                                                                          rounds) <= SIGNIFICANCE:
+        if (
+            smallest_p_value(rounds, rounds) <= SIGNIFICANCE
+            and _p_value(math.floor(share * pairs), rounds, rounds) <= SIGNIFICANCE
+        ):
             return rounds
     return None
 

@@ -15,8 +15,26 @@ from PIL import Image
 
 # The keys every record has (issue #2); values are None where a metric does not apply or was not reached.
 RECORD_KEYS = (
-    "model", "task", "resolution", "backend", "weights", "dtype", "device", "steps", "batch", "seed",
-    "status", "load_s", "warmup_s", "e2e_s", "its", "peak_mem_gib", "ssim", "psnr", "speedup", "image",
+    "model",
+    "task",
+    "resolution",
+    "backend",
+    "weights",
+    "dtype",
+    "device",
+    "steps",
+    "batch",
+    "seed",
+    "status",
+    "load_s",
+    "warmup_s",
+    "e2e_s",
+    "its",
+    "peak_mem_gib",
+    "ssim",
+    "psnr",
+    "speedup",
+    "image",
 )
 STATUSES = ("ok", "skipped", "failed", "oom", "interrupted")
 

@@ -47,15 +47,16 @@ def parse_shard(text: str | None) -> Shard | None:
         return None
     match = _SHARD.match(text)
     if not match:
-        raise OptionError(f"--shard {text!r}: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. --shard 0/2 "
-                          "for the first of two shards and --shard 1/2 for the second")
+        raise OptionError(
+            f"--shard {text!r}: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. --shard 0/2 "
+            "for the first of two shards and --shard 1/2 for the second"
+        )
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1:
         raise OptionError(f"--shard {text!r}: COUNT must be at least 1")
     if index >= count:
         valid = ", ".join(f"{i}/{count}" for i in range(min(count, 4))) + (", ..." if count > 4 else "")
-        raise OptionError(f"--shard {text!r}: INDEX must be below COUNT (shards are numbered from 0); "
-                          f"valid: {valid}")
+        raise OptionError(f"--shard {text!r}: INDEX must be below COUNT (shards are numbered from 0); valid: {valid}")
     return Shard(index, count)
 
 

@@ -8,8 +8,7 @@ from typing import Any, Iterable
 from diffbench.results.schema import speedup_text
 
 # Short names: with the case ids the table stays within a terminal's 120 columns.
-COLUMNS = ("case", "status", "steps", "warmup s", "E2E s med (range)", "it/s", "peak GiB", "SSIM",
-           "PSNR dB", "speedup")
+COLUMNS = ("case", "status", "steps", "warmup s", "E2E s med (range)", "it/s", "peak GiB", "SSIM", "PSNR dB", "speedup")
 
 
 MESSAGE_LIMIT = 240  # characters of a skip or failure message shown in a table cell or note
@@ -47,9 +46,16 @@ def row(record: dict[str, Any], status: str) -> list[str]:
     if record.get("contended"):  # other processes took the cores during the timed rounds (diffbench.measure.telemetry)
         status += " (contended)"
     return [
-        record.get("case") or "-", status, str(record.get("steps") or "-"),
-        number(record.get("warmup_s")), e2e_text(record), number(record.get("its")), number(record.get("peak_mem_gib")),
-        number(record.get("ssim"), 4), number(record.get("psnr"), 1), speedup_text(record),
+        record.get("case") or "-",
+        status,
+        str(record.get("steps") or "-"),
+        number(record.get("warmup_s")),
+        e2e_text(record),
+        number(record.get("its")),
+        number(record.get("peak_mem_gib")),
+        number(record.get("ssim"), 4),
+        number(record.get("psnr"), 1),
+        speedup_text(record),
     ]
 
 
@@ -66,6 +72,7 @@ def markdown_table(records: Iterable[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(row(record, cell)) + " |")
     lines += [""] if notes else []  # a line right under a Markdown table would be read as one more row
     for message, index in notes.items():
-        lines += textwrap.wrap(f"[{index}] {message}", NOTE_WIDTH, subsequent_indent="    ",
-                               break_long_words=False, break_on_hyphens=False)
+        lines += textwrap.wrap(
+            f"[{index}] {message}", NOTE_WIDTH, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
+        )
     return "\n".join(lines)

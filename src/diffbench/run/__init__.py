@@ -1,1 +1,2 @@
-"""Running: the session that measures one case, child processes and isolation, sweeps, LoRA switching, the self-check."""
+"""Running: the session that measures one case, child processes and isolation, sweeps, LoRA switching and
+the self-check."""

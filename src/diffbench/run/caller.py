@@ -14,15 +14,25 @@ from diffbench.models.controlnet import TASK as CONTROLNET_TASK
 from diffbench.models.inputs import control_image, default_input_image, load_input_image
 
 
-def case_caller(settings: RunSettings, generator_device: str, pipe: Any, spec: ModelSpec, case: Case,
-                steps: int | None = None, resolution: Resolution | None = None,
-                batch: int | None = None) -> Callable[..., np.ndarray]:
+def case_caller(
+    settings: RunSettings,
+    generator_device: str,
+    pipe: Any,
+    spec: ModelSpec,
+    case: Case,
+    steps: int | None = None,
+    resolution: Resolution | None = None,
+    batch: int | None = None,
+) -> Callable[..., np.ndarray]:
     """A function (prompt, seed, callback=None) -> images (B x H x W x C floats in [0, 1]); steps,
     resolution and batch default to the case's (the sweeps change one of them)."""
     size = resolution or case.resolution
     fixed: dict[str, Any] = dict(spec.call_kwargs.get(case.task, {}))
-    fixed.update(num_inference_steps=steps or settings.steps_for(spec), num_images_per_prompt=batch or settings.batch,
-                 output_type="np")
+    fixed.update(
+        num_inference_steps=steps or settings.steps_for(spec),
+        num_images_per_prompt=batch or settings.batch,
+        output_type="np",
+    )
     input_image = settings.input_image or default_input_image()
     if case.task == "i2i":
         fixed["image"] = load_input_image(input_image, size)

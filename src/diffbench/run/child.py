@@ -8,9 +8,9 @@ import os
 from typing import Any
 
 from diffbench.models.catalog import MODELS
-from diffbench.run.outcomes import outcome
-from diffbench.run.isolated_case import CaseRequest, Reference, RoundsBenchmark
 from diffbench.results.records import RunFolder
+from diffbench.run.isolated_case import CaseRequest, Reference, RoundsBenchmark
+from diffbench.run.outcomes import outcome
 from diffbench.run.session import BenchSession
 
 

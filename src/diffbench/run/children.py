@@ -8,8 +8,8 @@ import shutil
 from typing import Any
 
 from diffbench.case import Case
-from diffbench.models.catalog import ModelSpec
 from diffbench.errors import CaseFailure, UnavailableError
+from diffbench.models.catalog import ModelSpec
 from diffbench.run.isolated_case import CaseRequest, Reference, replay_rounds
 from diffbench.run.isolation import call_in_child
 
@@ -29,38 +29,61 @@ class ChildMeasurement:
         env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton")}
         try:
             self._measure_isolated(case, spec, record, benchmark, env)
-            warm = call_in_child("diffbench.run.child:measure_in_child", self._case_request(case),
-                                 timeout_s=self.settings.case_timeout_s, label=f"{case.id} (warm cache)", env=env,
-                                 log_path=self.run_folder.path / "logs" / f"{case.id}-warm-cache.log")
+            warm = call_in_child(
+                "diffbench.run.child:measure_in_child",
+                self._case_request(case),
+                timeout_s=self.settings.case_timeout_s,
+                label=f"{case.id} (warm cache)",
+                env=env,
+                log_path=self.run_folder.path / "logs" / f"{case.id}-warm-cache.log",
+            )
             if warm.ok and warm.value["record"].get("warmup_s") is not None:
                 record["warmup_cached_s"] = warm.value["record"]["warmup_s"]
             else:
                 record["warmup_cached_message"] = warm.error or warm.value["record"].get("message")
-            logger.info("%s: warmup %.2f s with an empty compile cache, %s s with it warm", case.id,
-                        record.get("warmup_s") or float("nan"), record.get("warmup_cached_s", "-"))
+            logger.info(
+                "%s: warmup %.2f s with an empty compile cache, %s s with it warm",
+                case.id,
+                record.get("warmup_s") or float("nan"),
+                record.get("warmup_cached_s", "-"),
+            )
         finally:
             shutil.rmtree(cache, ignore_errors=True)  # compiled artifacts of a full-size model: hundreds of MB
 
     def _case_request(self, case: Case) -> CaseRequest:
         reference = self.references.get(case.reference_key)
         return CaseRequest(
-            settings=self.settings, run_path=str(self.run_folder.path), run_id=self.run_folder.run_id,
-            case=case, backend_module=type(self.backends[case.backend]).__module__,
+            settings=self.settings,
+            run_path=str(self.run_folder.path),
+            run_id=self.run_folder.run_id,
+            case=case,
+            backend_module=type(self.backends[case.backend]).__module__,
             reference_images=reference.images if reference else None,
             reference_e2e_s=reference.e2e_s if reference else None,
         )
 
-    def _measure_isolated(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any,
-                          env: dict[str, str] | None = None) -> None:
+    def _measure_isolated(
+        self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any, env: dict[str, str] | None = None
+    ) -> None:
         """Measure `case` in a child process; its death, hang or error becomes this record's failure."""
         backend = self.backends[case.backend]
         request = self._case_request(case)
         log_path = self.run_folder.path / "logs" / f"{case.id}.log"
         record["child_log"] = str(log_path.relative_to(self.run_folder.path))
-        logger.info("%s: measured in a child process (timeout %g s), output in %s", case.id,
-                    self.settings.case_timeout_s, log_path)
-        child = call_in_child("diffbench.run.child:measure_in_child", request,
-                              timeout_s=self.settings.case_timeout_s, log_path=log_path, label=case.id, env=env)
+        logger.info(
+            "%s: measured in a child process (timeout %g s), output in %s",
+            case.id,
+            self.settings.case_timeout_s,
+            log_path,
+        )
+        child = call_in_child(
+            "diffbench.run.child:measure_in_child",
+            request,
+            timeout_s=self.settings.case_timeout_s,
+            log_path=log_path,
+            label=case.id,
+            env=env,
+        )
         if not child.ok:
             message = f"isolated case: {child.error}"
             explanation = backend.explain(f"{child.error}\n{child.output_tail}")

@@ -17,20 +17,39 @@ from diffbench.run.isolated_case import Reference
 logger = logging.getLogger(__name__)
 
 
-def pairing_partner(settings: RunSettings, backend: Backend, case: Case, pipe: Any, base: Any,
-                    caller_for: Callable[[Any], Callable[..., Any]]) -> tuple[Any, Callable] | None:
+def pairing_partner(
+    settings: RunSettings,
+    backend: Backend,
+    case: Case,
+    pipe: Any,
+    base: Any,
+    caller_for: Callable[[Any], Callable[..., Any]],
+) -> tuple[Any, Callable] | None:
     """(eager pipeline, its call) to alternate with, or None where eager cannot run beside the backend:
     a component of the cached pipeline parked on the CPU or moved by the backend, or pairing turned off.
     `caller_for(pipe)` is the case's call on a pipeline."""
-    if (case.backend == "eager" or base is None or settings.pairing != "auto"
-            or not backend.pairable or pipe.__dict__.get("_diffbench_parked")):
+    if (
+        case.backend == "eager"
+        or base is None
+        or settings.pairing != "auto"
+        or not backend.pairable
+        or pipe.__dict__.get("_diffbench_parked")
+    ):
         return None
     eager_pipe = shallow_copy(base)
     return eager_pipe, caller_for(eager_pipe)
 
 
-def time_eager_after(settings: RunSettings, device: str, case: Case, reference: Reference | None, eager_pipe: Any,
-                     call: Callable[..., Any], pair: tuple[str, int], record: dict[str, Any]) -> None:
+def time_eager_after(
+    settings: RunSettings,
+    device: str,
+    case: Case,
+    reference: Reference | None,
+    eager_pipe: Any,
+    call: Callable[..., Any],
+    pair: tuple[str, int],
+    record: dict[str, Any],
+) -> None:
     """The speedup of a case that could not alternate with eager: eager's rounds from its own case (or,
     without one, timed now), with eager timed again now, after the backend, so host drift is flagged.
     `call` is eager's call on `eager_pipe`, a copy of the cached pipeline."""
@@ -39,9 +58,9 @@ def time_eager_after(settings: RunSettings, device: str, case: Case, reference: 
         record["pairing"] = "off"
         return
     after = Rounds()
-    logger.info("%s: timing eager again after the backend (%d rounds): it could not alternate with it",
-                case.id, settings.rounds)
+    logger.info(
+        "%s: timing eager again after the backend (%d rounds): it could not alternate with it", case.id, settings.rounds
+    )
     for _ in range(settings.rounds):
         one_round(device, eager_pipe, call, pair, after, stages=False)
-    record.update(unpaired_speedup(before or after.seconds, record["e2e_rounds_s"],
-                                   after.seconds if before else None))
+    record.update(unpaired_speedup(before or after.seconds, record["e2e_rounds_s"], after.seconds if before else None))

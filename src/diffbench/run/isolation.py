@@ -97,8 +97,15 @@ class _LogFollower:
                 logger.info("%s| %s", self.prefix, line)
 
 
-def call_in_child(target: str, argument: Any, *, timeout_s: float, log_path: Path,
-                  label: str = "child", env: dict[str, str] | None = None) -> ChildResult:
+def call_in_child(
+    target: str,
+    argument: Any,
+    *,
+    timeout_s: float,
+    log_path: Path,
+    label: str = "child",
+    env: dict[str, str] | None = None,
+) -> ChildResult:
     """Call `target` ('package.module:function') with `argument` in a fresh interpreter (with `env`
     added to this process's environment).
 
@@ -116,13 +123,17 @@ def call_in_child(target: str, argument: Any, *, timeout_s: float, log_path: Pat
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "diffbench.run.isolation", str(request), str(result)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
                 env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             )
             timed_out = _wait(process, timeout_s, follower)
         follower.forward()
-        outcome = ChildResult(exit_code=process.returncode, output_tail=tail(log_path),
-                              seconds=time.perf_counter() - start)
+        outcome = ChildResult(
+            exit_code=process.returncode, output_tail=tail(log_path), seconds=time.perf_counter() - start
+        )
         if timed_out:
             outcome.error = f"timed out after {timeout_s:g} s, so the child process was killed"
         elif result.exists():

@@ -1,4 +1,5 @@
-"""A LoRA case's adapter on the cached pipeline: loaded (and fused, or hot-swap ready) for the case, then removed exactly."""
+"""A LoRA case's adapter on the cached pipeline: loaded (and fused, or hot-swap ready) for the case, then
+removed exactly."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any, Iterator
 
 import torch
 
-from diffbench.measure.stages import denoiser_name
 from diffbench.errors import UnavailableError
-from diffbench.models.lora import PEFT_HINT, LoraSpec, lora_layer_count, lora_rank, random_lora_state_dict
+from diffbench.measure.stages import denoiser_name
 from diffbench.measure.timing import allocated_gib, timed
+from diffbench.models.lora import PEFT_HINT, LoraSpec, lora_layer_count, lora_rank, random_lora_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def _fetch(load: Any, spec: LoraSpec) -> Any:
         raise UnavailableError(
             f"--lora {spec.source}: the adapter could not be loaded from the Hugging Face hub ({first}); offline "
             f"(HF_HUB_OFFLINE=1) it must already be in the cache: huggingface-cli download {spec.source}, or pass "
-            "a local .safetensors file") from None
+            "a local .safetensors file"
+        ) from None
 
 
 def load_adapter(pipe: Any, spec: LoraSpec, mode: str, device: str) -> ActiveAdapter:
@@ -98,14 +100,27 @@ def load_adapter(pipe: Any, spec: LoraSpec, mode: str, device: str) -> ActiveAda
         from peft import get_peft_model_state_dict
 
         adapter.rank = lora_rank(get_peft_model_state_dict(module, adapter_name=adapter.name))
-    adapter.record.update(lora=str(spec), lora_mode=mode, lora_rank=adapter.rank, lora_load_s=load_s,
-                          lora_memory_gib=None if before is None else after - before,
-                          lora_layers=lora_layer_count(module))
-    logger.info("LoRA %s (%s, rank %d): loaded in %.3f s into %d layers", spec, mode, adapter.rank, load_s,
-                adapter.record["lora_layers"])
+    adapter.record.update(
+        lora=str(spec),
+        lora_mode=mode,
+        lora_rank=adapter.rank,
+        lora_load_s=load_s,
+        lora_memory_gib=None if before is None else after - before,
+        lora_layers=lora_layer_count(module),
+    )
+    logger.info(
+        "LoRA %s (%s, rank %d): loaded in %.3f s into %d layers",
+        spec,
+        mode,
+        adapter.rank,
+        load_s,
+        adapter.record["lora_layers"],
+    )
     if not adapter.record["lora_layers"]:
-        raise UnavailableError(f"--lora {spec}: no layer of the {denoiser} took the adapter (its keys match "
-                               f"none of {type(module).__name__}'s modules): an adapter for another model?")
+        raise UnavailableError(
+            f"--lora {spec}: no layer of the {denoiser} took the adapter (its keys match "
+            f"none of {type(module).__name__}'s modules): an adapter for another model?"
+        )
     return adapter
 
 
@@ -116,18 +131,24 @@ def fuse(pipe: Any, adapter: ActiveAdapter, device: str) -> None:
 
 
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:
-    return {name: getattr(pipe, name) for name in getattr(pipe, "_lora_loadable_modules", [])
-            if isinstance(getattr(pipe, name, None), torch.nn.Module)}
+    return {
+        name: getattr(pipe, name)
+        for name in getattr(pipe, "_lora_loadable_modules", [])
+        if isinstance(getattr(pipe, name, None), torch.nn.Module)
+    }
 
 
 def _base_weights(pipe: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Exact copies (on the CPU) of the tensors of every layer a loaded adapter wraps: what fusing changes."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return [(tensor, tensor.detach().to("cpu", copy=True))
-            for component in _components(pipe).values() for layer in component.modules()
-            if isinstance(layer, BaseTunerLayer)
-            for tensor in (*layer.get_base_layer().parameters(), *layer.get_base_layer().buffers())]
+    return [
+        (tensor, tensor.detach().to("cpu", copy=True))
+        for component in _components(pipe).values()
+        for layer in component.modules()
+        if isinstance(layer, BaseTunerLayer)
+        for tensor in (*layer.get_base_layer().parameters(), *layer.get_base_layer().buffers())
+    ]
 
 
 def _restore(pipe: Any, saved: list[tuple[torch.Tensor, torch.Tensor]], attributes: dict[str, set[str]]) -> None:
@@ -151,7 +172,9 @@ def adapter_in(pipe: Any, spec: LoraSpec | None, mode: str | None, device: str) 
     if spec is None or mode is None:
         yield None
         return
-    attributes = {name: {a for a in _PEFT_ATTRIBUTES if a in vars(module)} for name, module in _components(pipe).items()}
+    attributes = {
+        name: {a for a in _PEFT_ATTRIBUTES if a in vars(module)} for name, module in _components(pipe).items()
+    }
     saved: list[tuple[torch.Tensor, torch.Tensor]] = []
     try:
         adapter = load_adapter(pipe, spec, mode, device)

@@ -9,13 +9,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from diffbench.measure.quality import QualityFloor
 from diffbench.measure.compile_watch import CompileWatch
-from diffbench.models.lora import random_like, random_lora_state_dict
-from diffbench.run.lora_case import ActiveAdapter
-from diffbench.models.lora import SWITCHES
+from diffbench.measure.quality import QualityFloor, assess
 from diffbench.measure.timing import timed
-from diffbench.measure.quality import assess
+from diffbench.models.lora import SWITCHES, random_like, random_lora_state_dict
+from diffbench.run.lora_case import ActiveAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +71,17 @@ def is_compiled(pipe: Any, adapter: ActiveAdapter) -> bool:
     return hasattr(getattr(pipe, adapter.denoiser), "_orig_mod")
 
 
-def measure_switching(view: Any, adapter: ActiveAdapter, call: Callable[[], np.ndarray],
-                      eager_call: Callable[[], np.ndarray], rounds: int, device: str, floor: QualityFloor,
-                      results: list[dict[str, Any]], scenarios: tuple[str, ...] = SWITCHES) -> None:
+def measure_switching(
+    view: Any,
+    adapter: ActiveAdapter,
+    call: Callable[[], np.ndarray],
+    eager_call: Callable[[], np.ndarray],
+    rounds: int,
+    device: str,
+    floor: QualityFloor,
+    results: list[dict[str, Any]],
+    scenarios: tuple[str, ...] = SWITCHES,
+) -> None:
     """`scenarios` in order (by default swap, then scale the new adapter, then unload it) on the compiled,
     warm pipeline behind `call`: each switch's time, what the next call compiled (dynamo's counters) and
     took, the median of `rounds` calls after it, and its images against eager of the same state. Each is
@@ -86,15 +92,24 @@ def measure_switching(view: Any, adapter: ActiveAdapter, call: Callable[[], np.n
         started = time.perf_counter()
         which = {"scenario": scenario, "mode": adapter.mode, "hotswap": adapter.mode == "hotswap"}
         try:
-            results.append({**which, **_switch(scenario, available[scenario], adapter, call, eager_call, rounds,
-                                               device, floor)})
+            results.append(
+                {**which, **_switch(scenario, available[scenario], adapter, call, eager_call, rounds, device, floor)}
+            )
         except KeyboardInterrupt:
             results.append({**which, "interrupted": True, "elapsed_s": time.perf_counter() - started})
             raise
 
 
-def _switch(scenario: str, operation: Callable[[], None], adapter: ActiveAdapter, call: Callable[[], np.ndarray],
-            eager_call: Callable[[], np.ndarray], rounds: int, device: str, floor: QualityFloor) -> dict[str, Any]:
+def _switch(
+    scenario: str,
+    operation: Callable[[], None],
+    adapter: ActiveAdapter,
+    call: Callable[[], np.ndarray],
+    eager_call: Callable[[], np.ndarray],
+    rounds: int,
+    device: str,
+    floor: QualityFloor,
+) -> dict[str, Any]:
     """One switch and the calls after it: its measured fields (the caller adds which switch it was)."""
     switch_s, _ = timed(device, operation)
     with CompileWatch() as watch:
@@ -107,15 +122,31 @@ def _switch(scenario: str, operation: Callable[[], None], adapter: ActiveAdapter
     summary = quality.summary()
     result = {
         "switch_s": switch_s,
-        "graphs_compiled": watch.activity.graphs, "recompile_limit_hits": watch.activity.limit_hits,
-        "next_call_s": next_call_s, "e2e_s": statistics.median(seconds), "e2e_rounds_s": seconds,
-        "ssim_min": summary["ssim"], "psnr_min": summary["psnr"], "matches_eager": quality.passed,
+        "graphs_compiled": watch.activity.graphs,
+        "recompile_limit_hits": watch.activity.limit_hits,
+        "next_call_s": next_call_s,
+        "e2e_s": statistics.median(seconds),
+        "e2e_rounds_s": seconds,
+        "ssim_min": summary["ssim"],
+        "psnr_min": summary["psnr"],
+        "matches_eager": quality.passed,
         "message": "; ".join(quality.failures) or None,
     }
     if not quality.passed:
-        logger.warning("LoRA switch %s (%s): the compiled output no longer matches eager: %s", scenario,
-                       adapter.mode, result["message"])
-    logger.info("LoRA switch %s (%s): %.3f s, next call %.3f s with %d graph(s) compiled, then %.3f s; "
-                "SSIM %s vs eager", scenario, adapter.mode, switch_s, next_call_s, watch.activity.graphs,
-                result["e2e_s"], summary["ssim"])
+        logger.warning(
+            "LoRA switch %s (%s): the compiled output no longer matches eager: %s",
+            scenario,
+            adapter.mode,
+            result["message"],
+        )
+    logger.info(
+        "LoRA switch %s (%s): %.3f s, next call %.3f s with %d graph(s) compiled, then %.3f s; SSIM %s vs eager",
+        scenario,
+        adapter.mode,
+        switch_s,
+        next_call_s,
+        watch.activity.graphs,
+        result["e2e_s"],
+        summary["ssim"],
+    )
     return result

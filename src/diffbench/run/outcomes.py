@@ -30,12 +30,19 @@ def skip_reason(settings: RunSettings, device: str, backend: Backend, case: Case
         return f"--device {device}, but torch {torch.__version__} sees no CUDA GPU"
     if settings.weights_for(spec) != "tiny" and not device.startswith("cuda"):
         return (
-            f"no supported GPU: {spec.name} is a full-size model and needs a CUDA GPU "
-            f"(torch {torch.__version__} sees none); the tiny-* models run on the CPU, "
-            "or force the CPU with --device cpu"
-        ) if settings.device == "auto" else None
-    return (backend.unavailable_reason(device) or backend.unsupported_reason(case, spec, device)
-            or (backend.lora_unsupported_reason(case.lora_mode) if case.lora else None))
+            (
+                f"no supported GPU: {spec.name} is a full-size model and needs a CUDA GPU "
+                f"(torch {torch.__version__} sees none); the tiny-* models run on the CPU, "
+                "or force the CPU with --device cpu"
+            )
+            if settings.device == "auto"
+            else None
+        )
+    return (
+        backend.unavailable_reason(device)
+        or backend.unsupported_reason(case, spec, device)
+        or (backend.lora_unsupported_reason(case.lora_mode) if case.lora else None)
+    )
 
 
 def outcome(backend: Backend, error: Exception) -> dict[str, str]:
@@ -47,19 +54,26 @@ def outcome(backend: Backend, error: Exception) -> dict[str, str]:
         return {"status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
     explanation = backend.explain(str(error))
     # The explanation first: compilers' own messages can run to pages.
-    return {"status": "failed",
-            "message": (f"{explanation} " if explanation else "") + f"{type(error).__name__}: {error}"}
+    return {
+        "status": "failed",
+        "message": (f"{explanation} " if explanation else "") + f"{type(error).__name__}: {error}",
+    }
 
 
-def quality_against_eager(case: Case, floor: QualityFloor, outputs: list[np.ndarray], rounds: Rounds,
-                          record: dict[str, Any], references: dict[tuple, Reference]) -> QualityResult:
+def quality_against_eager(
+    case: Case,
+    floor: QualityFloor,
+    outputs: list[np.ndarray],
+    rounds: Rounds,
+    record: dict[str, Any],
+    references: dict[tuple, Reference],
+) -> QualityResult:
     """Eager must match itself from call to call and becomes the reference; any other backend is assessed
     against that reference, and takes its speedup from it when it was not paired."""
     if case.backend == "eager":
         # Eager is the reference; what it must pass is matching itself from call to call.
         determinism = assess(images_of(rounds.first_images), images_of(rounds.last_images), floor)
-        record.update(deterministic=bool(determinism.passed and min(determinism.ssim, default=0) == 1.0),
-                      speedup=1.0)
+        record.update(deterministic=bool(determinism.passed and min(determinism.ssim, default=0) == 1.0), speedup=1.0)
         references[case.reference_key] = Reference(outputs, record["e2e_s"], record["e2e_rounds_s"])
         return determinism
     reference = references[case.reference_key]

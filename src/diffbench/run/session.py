@@ -13,32 +13,33 @@ import pytest
 import torch
 
 from diffbench.backends.base import Backend, get_backend_class, unpark
-from diffbench.measure.boundness import classify, gpu_activity
 from diffbench.case import Case
-from diffbench.models.catalog import MODELS, ModelSpec
-from diffbench.measure.compile_watch import CompileWatch
+from diffbench.config.settings import RunSettings
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
+from diffbench.measure.boundness import classify, gpu_activity
+from diffbench.measure.compile_watch import CompileWatch
 from diffbench.measure.flops import PipelineFlops
-from diffbench.models.controlnet import TASK as CONTROLNET_TASK, control_record, task_components
-from diffbench.models.inputs import prompt_seed_pairs
-from diffbench.run.lora_case import ActiveAdapter, adapter_in, uncompiled_view
-from diffbench.run.lora_switch import is_compiled, measure_switching
-from diffbench.measure.timing import settled, allocated_gib, timed
 from diffbench.measure.pairing import paired_speedup
-from diffbench.run.progress import heartbeat
+from diffbench.measure.rounds import Rounds, one_round, timing_summary
+from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, launch_probe
+from diffbench.measure.timing import allocated_gib, settled, timed
+from diffbench.models.catalog import MODELS, ModelSpec
+from diffbench.models.controlnet import TASK as CONTROLNET_TASK
+from diffbench.models.controlnet import control_record, task_components
+from diffbench.models.inputs import prompt_seed_pairs
 from diffbench.models.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.results.records import RunFolder, json_safe, new_record
-from diffbench.run.roofline import Roofline
-from diffbench.measure.rounds import Rounds, one_round, timing_summary
-from diffbench.run.isolated_case import Reference
-from diffbench.run.children import ChildMeasurement
-from diffbench.config.settings import RunSettings
 from diffbench.run.caller import case_caller
+from diffbench.run.children import ChildMeasurement
 from diffbench.run.eager_pairing import pairing_partner, time_eager_after
+from diffbench.run.isolated_case import Reference
+from diffbench.run.lora_case import ActiveAdapter, adapter_in, uncompiled_view
+from diffbench.run.lora_switch import is_compiled, measure_switching
 from diffbench.run.outcomes import images_of, outcome, quality_against_eager, skip_reason
+from diffbench.run.progress import heartbeat
+from diffbench.run.roofline import Roofline
 from diffbench.run.round_checks import check_warmup_plateau, count_syncs, warn_about_compiles_in_timed_rounds
 from diffbench.run.sweeps import run_sweeps
-from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, launch_probe
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +70,20 @@ class BenchSession(ChildMeasurement):
         self.cache.release()
         release_memory()
         end = allocated_gib(self.device)
-        report = {"baseline_gib": self.memory_baseline_gib, "end_gib": end,
-                  "creep_gib": None if end is None else end - self.memory_baseline_gib}
+        report = {
+            "baseline_gib": self.memory_baseline_gib,
+            "end_gib": end,
+            "creep_gib": None if end is None else end - self.memory_baseline_gib,
+        }
         self.launch_probes["end"] = launch_probe(self.device)
         start_us, end_us = self.launch_probes["start"]["us_per_launch"], self.launch_probes["end"]["us_per_launch"]
         self.launch_probes["drift"] = end_us / start_us - 1.0 if start_us and end_us else None
         if report["creep_gib"] is not None and report["creep_gib"] > MEMORY_CREEP_TOLERANCE_GIB:
-            logger.warning("device memory did not return to its baseline: %.3f GiB at the start, %.3f GiB "
-                           "after the last case", self.memory_baseline_gib, end)
+            logger.warning(
+                "device memory did not return to its baseline: %.3f GiB at the start, %.3f GiB after the last case",
+                self.memory_baseline_gib,
+                end,
+            )
         return report
 
     def skip_reason(self, case: Case, spec: ModelSpec) -> str | None:
@@ -86,11 +93,22 @@ class BenchSession(ChildMeasurement):
     def start_record(self, case: Case, spec: ModelSpec) -> dict[str, Any]:
         dtype = self.settings.torch_dtype(spec, self.device)
         return new_record(
-            case=case.id, model=case.model, task=case.task, resolution=str(case.resolution),
-            backend=case.backend, weights=self.settings.weights_for(spec), dtype=str(dtype).removeprefix("torch."),
-            device=self.device, steps=self.settings.steps_for(spec), batch=self.settings.batch,
-            seed=self.settings.seed, status="running", message=None, run_id=self.run_folder.run_id,
-            backend_options=self.backends[case.backend].options, generator=self.generator_device,
+            case=case.id,
+            model=case.model,
+            task=case.task,
+            resolution=str(case.resolution),
+            backend=case.backend,
+            weights=self.settings.weights_for(spec),
+            dtype=str(dtype).removeprefix("torch."),
+            device=self.device,
+            steps=self.settings.steps_for(spec),
+            batch=self.settings.batch,
+            seed=self.settings.seed,
+            status="running",
+            message=None,
+            run_id=self.run_folder.run_id,
+            backend_options=self.backends[case.backend].options,
+            generator=self.generator_device,
         )
 
     def run(self, case: Case, benchmark: Any) -> dict[str, Any]:
@@ -122,18 +140,25 @@ class BenchSession(ChildMeasurement):
             # Raised again below without its traceback, whose frames hold the case's pipeline: pytest
             # keeps the last failure (sys.last_traceback), which would keep that memory allocated.
             logger.error("%s failed:\n%s", case.id, "".join(traceback.format_exception(error)))
-            failure = (QualityError(str(error)) if isinstance(error, QualityError)
-                       else CaseFailure(f"{case.id}: {record['message']}"))
+            failure = (
+                QualityError(str(error))
+                if isinstance(error, QualityError)
+                else CaseFailure(f"{case.id}: {record['message']}")
+            )
         finally:
             if record["status"] == "running":  # Ctrl-C, or SIGTERM (diffbench.run.interrupt)
-                record.update(status="interrupted", message=f"interrupted after {time.perf_counter() - started:.1f} s, "
-                              "before the case finished (Ctrl-C or SIGTERM, e.g. a time limit)")
+                record.update(
+                    status="interrupted",
+                    message=f"interrupted after {time.perf_counter() - started:.1f} s, "
+                    "before the case finished (Ctrl-C or SIGTERM, e.g. a time limit)",
+                )
             self._finish_case(case, record, benchmark)
         if failure is not None:
             raise failure
         if record["status"] == "oom":
-            pytest.fail(f"{case.id}: out of memory ({record['message']}); memory released, the run goes on",
-                        pytrace=False)
+            pytest.fail(
+                f"{case.id}: out of memory ({record['message']}); memory released, the run goes on", pytrace=False
+            )
         return record
 
     def _finish_case(self, case: Case, record: dict[str, Any], benchmark: Any) -> None:
@@ -149,8 +174,9 @@ class BenchSession(ChildMeasurement):
 
     def measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
         settings = self.settings
-        loaded = self.cache.get(spec, record["weights"], settings.torch_dtype(spec, self.device),
-                                self.device, settings.variant)
+        loaded = self.cache.get(
+            spec, record["weights"], settings.torch_dtype(spec, self.device), self.device, settings.variant
+        )
         record["load_s"] = loaded.load_s
         extra_components = task_components(case.task, spec, settings, self.device)  # the ControlNet
         base = self.cache.task_pipeline(loaded, spec, case.task, extra_components)
@@ -160,8 +186,15 @@ class BenchSession(ChildMeasurement):
             record.update(adapter.record if adapter else {})
             self._measure_pipeline(case, spec, base, record, benchmark, adapter)
 
-    def _measure_pipeline(self, case: Case, spec: ModelSpec, base: Any, record: dict[str, Any], benchmark: Any,
-                          adapter: ActiveAdapter | None) -> None:
+    def _measure_pipeline(
+        self,
+        case: Case,
+        spec: ModelSpec,
+        base: Any,
+        record: dict[str, Any],
+        benchmark: Any,
+        adapter: ActiveAdapter | None,
+    ) -> None:
         settings = self.settings
         backend = self.backends[case.backend]
         pairs = prompt_seed_pairs(case.task, settings.prompts, settings.seed, settings.prompt)
@@ -182,22 +215,49 @@ class BenchSession(ChildMeasurement):
             unpark(pipe)
         if record.get("pairing") is None and record["status"] == "ok" and case.backend != "eager":
             eager_pipe = shallow_copy(base)
-            time_eager_after(settings, self.device, case, self.references.get(case.reference_key), eager_pipe,
-                             self._caller(eager_pipe, spec, case), pairs[0], record)
+            time_eager_after(
+                settings,
+                self.device,
+                case,
+                self.references.get(case.reference_key),
+                eager_pipe,
+                self._caller(eager_pipe, spec, case),
+                pairs[0],
+                record,
+            )
 
-    def _lora_switch(self, case: Case, spec: ModelSpec, pipe: Any, adapter: ActiveAdapter, pair: tuple[str, int],
-                     record: dict[str, Any]) -> None:
+    def _lora_switch(
+        self,
+        case: Case,
+        spec: ModelSpec,
+        pipe: Any,
+        adapter: ActiveAdapter,
+        pair: tuple[str, int],
+        record: dict[str, Any],
+    ) -> None:
         """`--lora-switch` on the compiled, warm pipeline; eager images of each state from an uncompiled view."""
         view = uncompiled_view(pipe)
         call, eager_call = self._caller(pipe, spec, case), self._caller(view, spec, case)
         record["lora_switch"] = []  # filled switch by switch: an interrupted run keeps the finished ones
-        measure_switching(view, adapter, lambda: call(*pair), lambda: eager_call(*pair), self.settings.rounds,
-                          self.device, self.settings.quality_floor(case.backend), record["lora_switch"],
-                          self.settings.lora_switch)
+        measure_switching(
+            view,
+            adapter,
+            lambda: call(*pair),
+            lambda: eager_call(*pair),
+            self.settings.rounds,
+            self.device,
+            self.settings.quality_floor(case.backend),
+            record["lora_switch"],
+            self.settings.lora_switch,
+        )
 
-    def _count_flops(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str) -> PipelineFlops:
+    def _count_flops(
+        self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str
+    ) -> PipelineFlops:
         """One call's FLOPs, counted once per case group and computation (`counted_as`)."""
-        return self.roofline.count((case.reference_key, counted_as), pipe, lambda: self._caller(pipe, spec, case)(*pair))
+        return self.roofline.count(
+            (case.reference_key, counted_as), pipe, lambda: self._caller(pipe, spec, case)(*pair)
+        )
 
     def _make_reference(self, case: Case, spec: ModelSpec, base: Any, pairs: list[tuple[str, int]]) -> None:
         """Eager's images when eager was not selected in this run: made untimed, for the quality gate."""
@@ -205,39 +265,59 @@ class BenchSession(ChildMeasurement):
         eager_call = self._caller(shallow_copy(base), spec, case)
         self.references[case.reference_key] = Reference([img for p in pairs for img in images_of(eager_call(*p))])
 
-    def _run_pipeline(self, case: Case, spec: ModelSpec, pipe: Any, pairs: list[tuple[str, int]],
-                      record: dict[str, Any], benchmark: Any, flops: PipelineFlops | None = None,
-                      base: Any = None) -> None:
+    def _run_pipeline(
+        self,
+        case: Case,
+        spec: ModelSpec,
+        pipe: Any,
+        pairs: list[tuple[str, int]],
+        record: dict[str, Any],
+        benchmark: Any,
+        flops: PipelineFlops | None = None,
+        base: Any = None,
+    ) -> None:
         """Warm up, time the rounds, save the image and check quality against eager."""
         settings = self.settings
         call = self._caller(pipe, spec, case)
         rounds = Rounds()
         warmups = []
-        logger.info("%s: %d+ warmup call(s)%s", case.id, settings.warmups,
-                    " (this is where it compiles)" if case.backend != "eager" else "")
+        logger.info(
+            "%s: %d+ warmup call(s)%s",
+            case.id,
+            settings.warmups,
+            " (this is where it compiles)" if case.backend != "eager" else "",
+        )
         limit = max(settings.warmups, settings.max_warmups) if settings.warmups else 0
         with CompileWatch() as warmup_watch, heartbeat(case.id, case.backend != "eager"):  # then until two agree
             while len(warmups) < limit and (len(warmups) < settings.warmups or not settled(warmups)):
                 seconds, images = timed(self.device, call, *pairs[0])
                 warmups.append(seconds)
                 rounds.first_images = images if rounds.first_images is None else rounds.first_images
-        record.update(warmup_s=warmups[0] if warmups else None, warmup_rounds_s=warmups, prompt=pairs[0][0],
-                      warmup_settled=settled(warmups) if len(warmups) > settings.warmups else None)
+        record.update(
+            warmup_s=warmups[0] if warmups else None,
+            warmup_rounds_s=warmups,
+            prompt=pairs[0][0],
+            warmup_settled=settled(warmups) if len(warmups) > settings.warmups else None,
+        )
         record.update(warmup_watch.activity.as_record("warmup"))
         self._timed_rounds(case, spec, pipe, call, pairs[0], rounds, record, benchmark, base)
         if flops is not None:
             dtype = self.settings.torch_dtype(spec, self.device)
-            record.update(self.roofline.record(flops, self.backends[case.backend], dtype, record["its"], record["e2e_s"]))
+            record.update(
+                self.roofline.record(flops, self.backends[case.backend], dtype, record["its"], record["e2e_s"])
+            )
             activity = gpu_activity(self.device, lambda: call(*pairs[0]), record["e2e_s"])  # one more call, profiled
             record.update(activity or {"gpu_idle_fraction": None})
             record["bound"] = classify(record["gpu_idle_fraction"], record.get("mfu"))
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
         record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
         outputs = images_of(rounds.last_images) + [img for p in pairs[1:] for img in images_of(call(*p))]
-        quality = quality_against_eager(case, settings.quality_floor(case.backend), outputs, rounds, record,
-                                        self.references)
-        record.update(quality.summary(), quality_floor=str(settings.quality_floor(case.backend)),
-                      quality_images=len(outputs))
+        quality = quality_against_eager(
+            case, settings.quality_floor(case.backend), outputs, rounds, record, self.references
+        )
+        record.update(
+            quality.summary(), quality_floor=str(settings.quality_floor(case.backend)), quality_images=len(outputs)
+        )
         if not quality.passed:
             record.update(status="failed", message="quality gate: " + "; ".join(quality.failures))
             raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
@@ -249,13 +329,29 @@ class BenchSession(ChildMeasurement):
 
         run_sweeps(settings, self.device, make_call, record)
 
-    def _timed_rounds(self, case: Case, spec: ModelSpec, pipe: Any, call: Callable, pair: tuple[str, int],
-                      rounds: Rounds, record: dict[str, Any], benchmark: Any, base: Any) -> None:
+    def _timed_rounds(
+        self,
+        case: Case,
+        spec: ModelSpec,
+        pipe: Any,
+        call: Callable,
+        pair: tuple[str, int],
+        rounds: Rounds,
+        record: dict[str, Any],
+        benchmark: Any,
+        base: Any,
+    ) -> None:
         """The timed rounds under pytest-benchmark, alternated with eager's (its `setup`, untimed by it) where
         the pipeline allows; then the timing, telemetry, host-load, pairing and host-sync fields."""
         settings = self.settings
-        partner = pairing_partner(settings, self.backends[case.backend], case, pipe, base,
-                                  lambda eager_pipe: self._caller(eager_pipe, spec, case))
+        partner = pairing_partner(
+            settings,
+            self.backends[case.backend],
+            case,
+            pipe,
+            base,
+            lambda eager_pipe: self._caller(eager_pipe, spec, case),
+        )
         telemetry, eager_rounds = DeviceTelemetry(self.device), Rounds()
         setup = None
         if partner is not None:
@@ -264,26 +360,52 @@ class BenchSession(ChildMeasurement):
 
             def setup() -> None:
                 one_round(self.device, eager_pipe, eager_call, pair, eager_rounds, telemetry, "eager", stages=False)
-        logger.info("%s: warmup %s s; timing %d rounds%s", case.id,
-                    ", ".join(f"{w:.2f}" for w in record.get("warmup_rounds_s") or []) or "-", settings.rounds,
-                    ", alternated with eager" if partner else "")
+
+        logger.info(
+            "%s: warmup %s s; timing %d rounds%s",
+            case.id,
+            ", ".join(f"{w:.2f}" for w in record.get("warmup_rounds_s") or []) or "-",
+            settings.rounds,
+            ", alternated with eager" if partner else "",
+        )
         benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
         with CompileWatch() as timed_watch, telemetry, HostLoad() as host:
-            benchmark.pedantic(one_round, args=(self.device, pipe, call, pair, rounds, telemetry), setup=setup,
-                               rounds=settings.rounds, iterations=1, warmup_rounds=0)
+            benchmark.pedantic(
+                one_round,
+                args=(self.device, pipe, call, pair, rounds, telemetry),
+                setup=setup,
+                rounds=settings.rounds,
+                iterations=1,
+                warmup_rounds=0,
+            )
         images = settings.rounds * settings.batch
-        record.update(timing_summary(rounds), **timed_watch.activity.as_record("timed"), **host.record(),
-                      **telemetry.summary("backend", images))
+        record.update(
+            timing_summary(rounds),
+            **timed_watch.activity.as_record("timed"),
+            **host.record(),
+            **telemetry.summary("backend", images),
+        )
         if record.get("contended"):
-            logger.warning("%s: contended, other processes used %.0f%% of the cores in the timed rounds", case.id,
-                           100 * (record.get("host_other_cpu") or 0))  # one terminal line (120 columns)
+            logger.warning(
+                "%s: contended, other processes used %.0f%% of the cores in the timed rounds",
+                case.id,
+                100 * (record.get("host_other_cpu") or 0),
+            )  # one terminal line (120 columns)
         if partner is not None:
-            record.update(paired_speedup(eager_rounds.seconds, rounds.seconds), eager_paired_e2e_s=statistics.median(
-                eager_rounds.seconds), eager_paired_rounds_s=eager_rounds.seconds,
-                eager_energy_per_image_j=telemetry.summary("eager", images).get("energy_per_image_j"))
+            record.update(
+                paired_speedup(eager_rounds.seconds, rounds.seconds),
+                eager_paired_e2e_s=statistics.median(eager_rounds.seconds),
+                eager_paired_rounds_s=eager_rounds.seconds,
+                eager_energy_per_image_j=telemetry.summary("eager", images).get("energy_per_image_j"),
+            )
         elif case.backend == "eager":
             record["pairing"] = "reference"
         check_warmup_plateau(case, record)
         warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
-        count_syncs(self.device, case, settings.steps_for(spec),
-                    lambda steps: lambda: self._caller(pipe, spec, case, steps=steps)(*pair), record)
+        count_syncs(
+            self.device,
+            case,
+            settings.steps_for(spec),
+            lambda steps: lambda: self._caller(pipe, spec, case, steps=steps)(*pair),
+            record,
+        )

@@ -12,9 +12,9 @@ import torch
 from diffbench.case import Resolution
 from diffbench.config.settings import RunSettings
 from diffbench.measure.compile_watch import CompileWatch
+from diffbench.measure.scaling import fit_steps
 from diffbench.measure.timing import timed
 from diffbench.models.pipelines import release_memory
-from diffbench.measure.scaling import fit_steps
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +51,31 @@ def resolution_sweep(make_call: CallFactory, sizes: tuple[Resolution, ...], roun
             first, _ = timed(device, call)
         median, seconds = _median_of(device, call, rounds)
         activity = watch.activity
-        points.append({
-            "resolution": size.label, "first_call_s": first, "e2e_s": median, "e2e_rounds_s": seconds,
-            "graphs_compiled": activity.graphs, "recompiled": activity.graphs > 0,
-            "compile_s": max(first - median, 0.0) if activity.graphs else 0.0,
-            "recompile_limit_hits": activity.limit_hits,
-        })
-        logger.info("resolution sweep: %s first call %.2f s (%d graph(s) compiled%s), E2E median %.3f s", size.label,
-                    first, activity.graphs, ", recompile limit hit: runs eagerly" if activity.limit_hits else "", median)
-    return {"resolution_sweep": points,
-            "recompiles_in_sweep": sum(p["recompiled"] for p in points),
-            "recompile_limit_hit_in_sweep": any(p["recompile_limit_hits"] for p in points)}
+        points.append(
+            {
+                "resolution": size.label,
+                "first_call_s": first,
+                "e2e_s": median,
+                "e2e_rounds_s": seconds,
+                "graphs_compiled": activity.graphs,
+                "recompiled": activity.graphs > 0,
+                "compile_s": max(first - median, 0.0) if activity.graphs else 0.0,
+                "recompile_limit_hits": activity.limit_hits,
+            }
+        )
+        logger.info(
+            "resolution sweep: %s first call %.2f s (%d graph(s) compiled%s), E2E median %.3f s",
+            size.label,
+            first,
+            activity.graphs,
+            ", recompile limit hit: runs eagerly" if activity.limit_hits else "",
+            median,
+        )
+    return {
+        "resolution_sweep": points,
+        "recompiles_in_sweep": sum(p["recompiled"] for p in points),
+        "recompile_limit_hit_in_sweep": any(p["recompile_limit_hits"] for p in points),
+    }
 
 
 def batch_sweep(make_call: CallFactory, batches: tuple[int, ...], rounds: int, device: str) -> dict[str, Any]:
@@ -87,12 +101,17 @@ def _batch_point(make_call: CallFactory, batch: int, rounds: int, device: str) -
         call()
         median, seconds = _median_of(device, call, rounds)
     except torch.cuda.OutOfMemoryError as error:
-        return {"batch": batch, "status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
+        return {
+            "batch": batch,
+            "status": "oom",
+            "message": str(error).splitlines()[0] if str(error) else "out of memory",
+        }
     return {"batch": batch, "status": "ok", "e2e_s": median, "e2e_rounds_s": seconds, "images_per_s": batch / median}
 
 
-def run_sweeps(settings: RunSettings, device: str, make_call: Callable[..., Callable[[], Any]],
-               record: dict[str, Any]) -> None:
+def run_sweeps(
+    settings: RunSettings, device: str, make_call: Callable[..., Callable[[], Any]], record: dict[str, Any]
+) -> None:
     """The requested sweeps of a case's prepared pipeline, recorded with the case (`diffbench report` plots
     them); `make_call(**change)` is the case's call with steps, resolution or batch changed."""
     if settings.steps_sweep:
