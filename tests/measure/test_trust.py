@@ -24,6 +24,7 @@ from diffbench.measure.stages import StageTimer
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
 from diffbench.results.schema import FIELD, speedup_text
 from diffbench.run import session as runner
+from diffbench.run import timed_rounds
 from diffbench.run.round_checks import check_warmup_plateau
 from diffbench.run.selfcheck import compare_rounds
 
@@ -69,13 +70,13 @@ def test_paired_case_alternates_eager_and_backend_and_records_an_interval(tmp_pa
         tmp_path, backends="eager,compile", compiler_config=EAGER_DYNAMO, tasks="t2i", rounds=3, prompts=1
     )
     order = []
-    real = runner.one_round
+    real = timed_rounds.one_round
 
     def spy(device, pipe, call, pair, rounds, telemetry=None, label="backend", stages=True):
         order.append(label)
         return real(device, pipe, call, pair, rounds, telemetry, label, stages)
 
-    monkeypatch.setattr(runner, "one_round", spy)
+    monkeypatch.setattr(timed_rounds, "one_round", spy)
     records = {}
     for case in expand_matrix(session.settings):
         records[case.backend] = session.run(case, RecordingBenchmark())

@@ -235,7 +235,7 @@ def test_lora_cases_are_selected_with_k_lora_and_bad_values_are_usage_errors_on_
 def test_the_report_shows_the_switching_table_of_a_lora_case(tmp_path):
     from diffbench.report.document import to_markdown
     from diffbench.report.groups import group_key
-    from diffbench.report.sweeps import sweep_blocks
+    from diffbench.report.lora import lora_blocks
 
     switch = {
         "scenario": "swap",
@@ -260,10 +260,10 @@ def test_the_report_shows_the_switching_table_of_a_lora_case(tmp_path):
         "lora_layers": 700,
         "lora_switch": [switch],
     }
-    text = to_markdown(sweep_blocks("compile", record, tmp_path))
+    text = to_markdown(lora_blocks("compile", record))
     assert "compile: LoRA switching (random:64, hotswap)" in text and "on 700 layers" in text
     assert "| swap | yes | 0.121 | 0 | - | 0.46 | 0.332 | 1.0000 | 100.0 | yes |" in text
     assert group_key(record) == ("sdxl", "t2i", "1024x1024 lora random:64 hotswap")
     record["lora_switch"].append({"scenario": "unload", "hotswap": True, "interrupted": True, "elapsed_s": 97.04})
-    text = to_markdown(sweep_blocks("compile", record, tmp_path))
+    text = to_markdown(lora_blocks("compile", record))
     assert "| unload | yes | interrupted after 97.0 s | - | - | - | - | - | - | - |" in text

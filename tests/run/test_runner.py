@@ -300,15 +300,15 @@ def test_warmup_goes_on_until_two_calls_agree_then_times(tmp_path, monkeypatch):
     """A fresh process's first calls are slow (3.64, 0.93, 0.83, 0.89 s on an H100 for eager SDXL): with the default
     --max-warmups the case warms up until two calls agree within 10%; --max-warmups 1 keeps one warmup."""
     from diffbench.measure import rounds
-    from diffbench.run import session as runner
+    from diffbench.run import timed_rounds
 
-    real_timed, script = runner.timed, []
+    real_timed, script = timed_rounds.timed, []
 
     def scripted(device, function, *args, **kwargs):
         seconds, result = real_timed(device, function, *args, **kwargs)
         return (script.pop(0) if script else seconds), result
 
-    monkeypatch.setattr(runner, "timed", scripted)  # the warmup calls
+    monkeypatch.setattr(timed_rounds, "timed", scripted)  # the warmup calls
     monkeypatch.setattr(rounds, "timed", scripted)  # the timed rounds
     session = make_session(tmp_path, rounds=1, prompts=1)
     script[:] = [5.0, 1.5, 1.0, 0.95, 7.0]  # settles at the 4th call; 7.0 would be a timed round
