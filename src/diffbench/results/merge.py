@@ -10,7 +10,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from diffbench.errors import DiffbenchError, OptionError
 from diffbench.results.history import (
@@ -179,7 +179,7 @@ def _empty_part(origin: ShardFolder) -> dict[str, Any]:
 def account_shards(parts: list[dict[str, Any]], count: int | None) -> dict[str, Any] | None:
     """Which shards of `count` (default: the count the parts' shards name) were merged, had no case, failed
     or are missing; a shard found in several parts is judged by the last. None when no part is a shard."""
-    counts = {parse_shard(part["shard"]).count for part in parts if part.get("shard")}
+    counts = {cast(Shard, parse_shard(part["shard"])).count for part in parts if part.get("shard")}
     if count is None and len(counts) > 1:
         raise MergeError(
             f"the runs are shards of {len(counts)} different splits (into {sorted(counts)} "
@@ -236,7 +236,8 @@ def _run_meta(
 def _expand(specs: list[str | Path]) -> tuple[list[tuple[str | Path, ShardFolder | None]], list[ShardFolder]]:
     """The runs to merge, each with the shard folder it came from (None: given as a run), and the shard
     folders that hold no run."""
-    runs, empty = [], []
+    runs: list[tuple[str | Path, ShardFolder | None]] = []
+    empty: list[ShardFolder] = []
     for spec in specs:
         origin = read_shard_folder(Path(spec))
         if origin is None:
