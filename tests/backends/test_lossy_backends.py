@@ -162,6 +162,9 @@ def test_bad_options_name_the_valid_ones(name, options, message):
 
 
 def test_a_missing_package_is_named_with_its_install_command(monkeypatch):
+    # Imported before the patch: importing them under it makes transformers read torchao's version as
+    # "unknown" and fail (the test then depended on an earlier test having imported them).
+    importlib.import_module("diffusers.hooks")
     real_version = importlib.metadata.version
 
     def version(distribution):

@@ -13,7 +13,8 @@ import torch
 from packaging.version import Version
 
 from diffbench.backends.base import get_backend_class, registry
-from diffbench.backends.onediff import SEED_NEXFORT_OPTIONS, explain_failure
+from diffbench.backends.onediff import SEED_NEXFORT_OPTIONS
+from diffbench.backends.onediff_failures import explain_failure
 from diffbench.config.settings import build_settings
 from diffbench.errors import OptionError
 

@@ -14,8 +14,8 @@ import pytest
 
 from diffbench.cli import main
 from diffbench.errors import OptionError
-from diffbench.results.compare import parse_thresholds
 from diffbench.results.noise import higher_beyond_noise, p_value_higher
+from diffbench.results.thresholds import parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = "tiny-sdxl-t2i-128-eager"
@@ -417,7 +417,8 @@ def test_noise_rule_both_sides():
 
 
 def test_psnr_above_60_db_and_tiny_warmup_changes_do_not_count():
-    from diffbench.results.compare import METRICS, compare_metric, parse_thresholds
+    from diffbench.results.compare import compare_metric
+    from diffbench.results.thresholds import METRICS, parse_thresholds
 
     thresholds = parse_thresholds("")
     identical = compare_metric("c", METRICS["psnr"], {"psnr": 73.3}, {"psnr": 68.1}, thresholds["psnr"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from diffbench.results.compare import METRICS, Comparison, Row
+from diffbench.results.compare import Comparison, Row
+from diffbench.results.thresholds import METRICS
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:

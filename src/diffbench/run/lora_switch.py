@@ -13,7 +13,7 @@ from diffbench.measure.compile_watch import CompileWatch
 from diffbench.measure.quality import QualityFloor, assess
 from diffbench.measure.timing import timed
 from diffbench.models.lora import SWITCHES, random_like, random_lora_state_dict
-from diffbench.run.lora_case import ActiveAdapter
+from diffbench.run.lora_case import ActiveAdapter, uncompiled_view
 
 logger = logging.getLogger(__name__)
 
@@ -152,3 +152,31 @@ def _switch(
         summary["ssim"],
     )
     return result
+
+
+def lora_switch_on(
+    settings: Any,
+    device: str,
+    case: Any,
+    pipe: Any,
+    adapter: ActiveAdapter,
+    caller: Callable[[Any], Callable[..., Any]],
+    pair: tuple[str, int],
+    record: dict[str, Any],
+) -> None:
+    """`--lora-switch` on the compiled, warm pipeline; eager images of each state from an uncompiled view.
+    `caller(pipe)` is the case's call on a pipeline."""
+    view = uncompiled_view(pipe)
+    call, eager_call = caller(pipe), caller(view)
+    record["lora_switch"] = []  # filled switch by switch: an interrupted run keeps the finished ones
+    measure_switching(
+        view,
+        adapter,
+        lambda: call(*pair),
+        lambda: eager_call(*pair),
+        settings.rounds,
+        device,
+        settings.quality_floor(case.backend),
+        record["lora_switch"],
+        settings.lora_switch,
+    )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 import traceback
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -17,12 +17,10 @@ from diffbench.case import Case
 from diffbench.config.settings import RunSettings
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.measure.boundness import classify, gpu_activity
-from diffbench.measure.compile_watch import CompileWatch
 from diffbench.measure.flops import PipelineFlops
-from diffbench.measure.pairing import paired_speedup
-from diffbench.measure.rounds import Rounds, one_round, timing_summary
-from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, launch_probe
-from diffbench.measure.timing import allocated_gib, settled, timed
+from diffbench.measure.rounds import Rounds
+from diffbench.measure.telemetry import launch_probe
+from diffbench.measure.timing import allocated_gib
 from diffbench.models.catalog import MODELS, ModelSpec
 from diffbench.models.controlnet import TASK as CONTROLNET_TASK
 from diffbench.models.controlnet import control_record, task_components
@@ -31,15 +29,14 @@ from diffbench.models.pipelines import PipelineCache, release_memory, shallow_co
 from diffbench.results.records import RunFolder, json_safe, new_record
 from diffbench.run.caller import case_caller
 from diffbench.run.children import ChildMeasurement
-from diffbench.run.eager_pairing import pairing_partner, time_eager_after
+from diffbench.run.eager_pairing import time_eager_after
 from diffbench.run.isolated_case import Reference
-from diffbench.run.lora_case import ActiveAdapter, adapter_in, uncompiled_view
-from diffbench.run.lora_switch import is_compiled, measure_switching
+from diffbench.run.lora_case import ActiveAdapter, adapter_in
+from diffbench.run.lora_switch import is_compiled, lora_switch_on
 from diffbench.run.outcomes import images_of, outcome, quality_against_eager, skip_reason
-from diffbench.run.progress import heartbeat
 from diffbench.run.roofline import Roofline
-from diffbench.run.round_checks import check_warmup_plateau, count_syncs, warn_about_compiles_in_timed_rounds
 from diffbench.run.sweeps import run_sweeps
+from diffbench.run.timed_rounds import time_rounds, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +206,16 @@ class BenchSession(ChildMeasurement):
         try:
             self._run_pipeline(case, spec, pipe, pairs, record, benchmark, flops, base)
             if adapter is not None and settings.lora_switch and is_compiled(pipe, adapter):
-                self._lora_switch(case, spec, pipe, adapter, pairs[0], record)
+                lora_switch_on(
+                    settings,
+                    self.device,
+                    case,
+                    pipe,
+                    adapter,
+                    lambda other: self._caller(other, spec, case),
+                    pairs[0],
+                    record,
+                )
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
@@ -225,31 +231,6 @@ class BenchSession(ChildMeasurement):
                 pairs[0],
                 record,
             )
-
-    def _lora_switch(
-        self,
-        case: Case,
-        spec: ModelSpec,
-        pipe: Any,
-        adapter: ActiveAdapter,
-        pair: tuple[str, int],
-        record: dict[str, Any],
-    ) -> None:
-        """`--lora-switch` on the compiled, warm pipeline; eager images of each state from an uncompiled view."""
-        view = uncompiled_view(pipe)
-        call, eager_call = self._caller(pipe, spec, case), self._caller(view, spec, case)
-        record["lora_switch"] = []  # filled switch by switch: an interrupted run keeps the finished ones
-        measure_switching(
-            view,
-            adapter,
-            lambda: call(*pair),
-            lambda: eager_call(*pair),
-            self.settings.rounds,
-            self.device,
-            self.settings.quality_floor(case.backend),
-            record["lora_switch"],
-            self.settings.lora_switch,
-        )
 
     def _count_flops(
         self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str
@@ -276,31 +257,23 @@ class BenchSession(ChildMeasurement):
         flops: PipelineFlops | None = None,
         base: Any = None,
     ) -> None:
-        """Warm up, time the rounds, save the image and check quality against eager."""
+        """Warm up, time the rounds, save the image, check quality against eager, then the sweeps (if any)."""
         settings = self.settings
         call = self._caller(pipe, spec, case)
         rounds = Rounds()
-        warmups = []
-        logger.info(
-            "%s: %d+ warmup call(s)%s",
-            case.id,
-            settings.warmups,
-            " (this is where it compiles)" if case.backend != "eager" else "",
+        warm_up(settings, self.device, case, call, pairs[0], rounds, record)
+        time_rounds(
+            settings,
+            self.device,
+            self.backends[case.backend],
+            case,
+            settings.steps_for(spec),
+            (pipe, call, pairs[0], base),
+            rounds,
+            record,
+            benchmark,
+            lambda other, **change: self._caller(other, spec, case, **change),
         )
-        limit = max(settings.warmups, settings.max_warmups) if settings.warmups else 0
-        with CompileWatch() as warmup_watch, heartbeat(case.id, case.backend != "eager"):  # then until two agree
-            while len(warmups) < limit and (len(warmups) < settings.warmups or not settled(warmups)):
-                seconds, images = timed(self.device, call, *pairs[0])
-                warmups.append(seconds)
-                rounds.first_images = images if rounds.first_images is None else rounds.first_images
-        record.update(
-            warmup_s=warmups[0] if warmups else None,
-            warmup_rounds_s=warmups,
-            prompt=pairs[0][0],
-            warmup_settled=settled(warmups) if len(warmups) > settings.warmups else None,
-        )
-        record.update(warmup_watch.activity.as_record("warmup"))
-        self._timed_rounds(case, spec, pipe, call, pairs[0], rounds, record, benchmark, base)
         if flops is not None:
             dtype = self.settings.torch_dtype(spec, self.device)
             record.update(
@@ -322,90 +295,6 @@ class BenchSession(ChildMeasurement):
             record.update(status="failed", message="quality gate: " + "; ".join(quality.failures))
             raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
         record["status"] = "ok"
-
-        def make_call(**change: Any) -> Callable[[], Any]:
-            call = self._caller(pipe, spec, case, **change)
-            return lambda: call(*pairs[0])
-
-        run_sweeps(settings, self.device, make_call, record)
-
-    def _timed_rounds(
-        self,
-        case: Case,
-        spec: ModelSpec,
-        pipe: Any,
-        call: Callable,
-        pair: tuple[str, int],
-        rounds: Rounds,
-        record: dict[str, Any],
-        benchmark: Any,
-        base: Any,
-    ) -> None:
-        """The timed rounds under pytest-benchmark, alternated with eager's (its `setup`, untimed by it) where
-        the pipeline allows; then the timing, telemetry, host-load, pairing and host-sync fields."""
-        settings = self.settings
-        partner = pairing_partner(
-            settings,
-            self.backends[case.backend],
-            case,
-            pipe,
-            base,
-            lambda eager_pipe: self._caller(eager_pipe, spec, case),
-        )
-        telemetry, eager_rounds = DeviceTelemetry(self.device), Rounds()
-        setup = None
-        if partner is not None:
-            eager_pipe, eager_call = partner
-            eager_call(*pair)  # its first call after the backend's warmup is not a round
-
-            def setup() -> None:
-                one_round(self.device, eager_pipe, eager_call, pair, eager_rounds, telemetry, "eager", stages=False)
-
-        logger.info(
-            "%s: warmup %s s; timing %d rounds%s",
-            case.id,
-            ", ".join(f"{w:.2f}" for w in record.get("warmup_rounds_s") or []) or "-",
-            settings.rounds,
-            ", alternated with eager" if partner else "",
-        )
-        benchmark.group = f"{case.model}-{case.task}-{case.resolution.label}"
-        with CompileWatch() as timed_watch, telemetry, HostLoad() as host:
-            benchmark.pedantic(
-                one_round,
-                args=(self.device, pipe, call, pair, rounds, telemetry),
-                setup=setup,
-                rounds=settings.rounds,
-                iterations=1,
-                warmup_rounds=0,
-            )
-        images = settings.rounds * settings.batch
-        record.update(
-            timing_summary(rounds),
-            **timed_watch.activity.as_record("timed"),
-            **host.record(),
-            **telemetry.summary("backend", images),
-        )
-        if record.get("contended"):
-            logger.warning(
-                "%s: contended, other processes used %.0f%% of the cores in the timed rounds",
-                case.id,
-                100 * (record.get("host_other_cpu") or 0),
-            )  # one terminal line (120 columns)
-        if partner is not None:
-            record.update(
-                paired_speedup(eager_rounds.seconds, rounds.seconds),
-                eager_paired_e2e_s=statistics.median(eager_rounds.seconds),
-                eager_paired_rounds_s=eager_rounds.seconds,
-                eager_energy_per_image_j=telemetry.summary("eager", images).get("energy_per_image_j"),
-            )
-        elif case.backend == "eager":
-            record["pairing"] = "reference"
-        check_warmup_plateau(case, record)
-        warn_about_compiles_in_timed_rounds(case, timed_watch.activity)
-        count_syncs(
-            self.device,
-            case,
-            settings.steps_for(spec),
-            lambda steps: lambda: self._caller(pipe, spec, case, steps=steps)(*pair),
-            record,
+        run_sweeps(
+            settings, self.device, lambda **change: partial(self._caller(pipe, spec, case, **change), *pairs[0]), record
         )
