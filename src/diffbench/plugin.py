@@ -12,7 +12,7 @@ from diffbench.case import Case
 from diffbench.config.options import add_options, raw_values
 from diffbench.config.plan import estimate, format_plan, latest_records
 from diffbench.config.resume import finished_cases, split_unfinished
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.settings import RunSettings, build_settings, expand_matrix
 from diffbench.config.settings_record import settings_record
 from diffbench.config.writable import check_writable_folder
 from diffbench.errors import OptionError
@@ -25,9 +25,9 @@ from diffbench.run.interrupt import interrupt_on_sigterm
 from diffbench.run.progress import show_progress
 from diffbench.run.session import BenchSession
 
-SETTINGS = pytest.StashKey()
-MATRIX = pytest.StashKey()
-RUN_FOLDER = pytest.StashKey()
+SETTINGS: pytest.StashKey[RunSettings] = pytest.StashKey()
+MATRIX: pytest.StashKey[list[Case]] = pytest.StashKey()
+RUN_FOLDER: pytest.StashKey[RunFolder] = pytest.StashKey()
 
 
 def pytest_addoption(parser):

@@ -26,11 +26,12 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 CACHING_FLOOR = QualityFloor(ssim=0.70, psnr=18.0)
 
 
-def own_modules(pipe: Any, component: str) -> torch.nn.Module:
+def own_modules(pipe: Any, component: str) -> Any:
     """Give `pipe` a copy of `component` with new module objects but the same parameters and buffers.
 
     For changes to modules (wrapped forwards, hooks), never to weights: the cached pipeline keeps its
-    modules untouched, and the copy costs no device memory.
+    modules untouched, and the copy costs no device memory. Any: the component's own model class (a
+    UNet's down_blocks, a transformer's blocks), which torch's Module types as Tensor | Module.
     """
     module = getattr(pipe, component)
     shared = {id(tensor): tensor for tensor in (*module.parameters(), *module.buffers())}
@@ -200,8 +201,10 @@ class PyramidAttentionBroadcastBackend(DiffusersCacheBackend):
     def enable(self, denoiser: torch.nn.Module, tracker: GenerationTracker) -> Any:
         from diffusers.hooks import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
 
-        settings = {key: tuple(v) if isinstance(v, list) else v for key, v in self.options.items()}
-        config = PyramidAttentionBroadcastConfig(**settings, current_timestep_callback=lambda: tracker.timestep)
+        settings: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in self.options.items()}
+        # diffusers types the callback's timestep int; it only compares it with the skip range, which a float
+        # timestep (the scheduler's, as the tracker keeps it) does the same
+        config = PyramidAttentionBroadcastConfig(**settings, current_timestep_callback=lambda: tracker.timestep)  # type: ignore[arg-type, return-value]
         apply_pyramid_attention_broadcast(denoiser, config)
         return config
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -24,7 +24,7 @@ class CompileBackend(Backend):
 
     name = "compile"
     summary = "torch.compile (inductor) of the denoiser, VAE decoder and ControlNet; options from --compiler-config"
-    config_family = "compile"
+    config_family: ClassVar[str | None] = "compile"
     # Measured on an H100 (reports/gpu-2026-11-22-sdxl-t2i): SSIM 1.0000, PSNR 68.2 dB vs eager for
     # random-weight SDXL at 512 and 1024. Real weights carry small differences further along the
     # trajectory, hence the margin; anything below this is not a lossless compile.

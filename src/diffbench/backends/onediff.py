@@ -8,7 +8,7 @@ import importlib.util
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -141,7 +141,7 @@ class OneDiffBackend(Backend):
 
     name = "onediff-base"  # not registered: only the subclasses below are
     compiler = "oneflow"
-    requires = ("onediffx", "onediff")
+    requires: ClassVar[tuple[str, ...]] = ("onediffx", "onediff")
     option_keys = frozenset({"options", "fuse_qkv_projections", "ignores"})
 
     def __init__(self, options: dict[str, Any] | None = None):

@@ -35,11 +35,12 @@ def repeated_block_names(model: torch.nn.Module) -> list[str]:
 
 def _uniform_lists(module: torch.nn.Module, found: Counter[str]) -> None:
     for child in module.children():
-        kinds = {type(entry).__name__ for entry in child} if isinstance(child, torch.nn.ModuleList) else set()
-        if len(kinds) == 1 and len(child) >= 2:
-            found[kinds.pop()] += len(child)
-        else:
-            _uniform_lists(child, found)
+        if isinstance(child, torch.nn.ModuleList):
+            kinds = {type(entry).__name__ for entry in child}
+            if len(kinds) == 1 and len(child) >= 2:
+                found[kinds.pop()] += len(child)
+                continue
+        _uniform_lists(child, found)
 
 
 def compile_blocks(model: torch.nn.Module, names: list[str], kwargs: dict[str, Any]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -210,7 +210,7 @@ class Fp8Backend(TorchaoBackend):
 class QuantizedCompileBackend(CompileBackend):
     """torch.compile after quantization, with torchao's recommended inductor options for this compile only."""
 
-    config_family = "compile"
+    config_family: ClassVar[str | None] = "compile"
     option_keys = CompileBackend.option_keys | {"inductor_tuning"}
     default_options = {"inductor_tuning": True}
 
@@ -231,7 +231,7 @@ class QuantizedCompileBackend(CompileBackend):
 class Int8CompileBackend(Int8Backend, QuantizedCompileBackend):
     name = "int8-compile"
     summary = "int8 quantization, then torch.compile (denoiser and VAE decoder; --compiler-config applies)"
-    config_family = "compile"
+    config_family: ClassVar[str | None] = "compile"
     option_keys = Int8Backend.option_keys | QuantizedCompileBackend.option_keys
     default_options = {**Int8Backend.default_options, **QuantizedCompileBackend.default_options}
 
@@ -240,6 +240,6 @@ class Int8CompileBackend(Int8Backend, QuantizedCompileBackend):
 class Fp8CompileBackend(Fp8Backend, QuantizedCompileBackend):
     name = "fp8-compile"
     summary = "fp8 quantization, then torch.compile (denoiser and VAE decoder; --compiler-config applies)"
-    config_family = "compile"
+    config_family: ClassVar[str | None] = "compile"
     option_keys = Fp8Backend.option_keys | QuantizedCompileBackend.option_keys
     default_options = {**Fp8Backend.default_options, **QuantizedCompileBackend.default_options}

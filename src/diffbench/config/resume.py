@@ -44,7 +44,7 @@ def check_resume_folder(value: str | None) -> Path | None:
 
 def finished_cases(folder: Path) -> set[str]:
     """Ids of the cases whose last record in the run says they finished."""
-    last: dict[str, str] = {}
+    last: dict[Any, Any] = {}  # case -> status, as the records have them
     for record in read_results(folder / "results.jsonl"):
         last[record.get("case")] = record.get("status")
     return {case for case, status in last.items() if status in FINISHED}
@@ -57,7 +57,8 @@ def split_unfinished(
     unfinished_groups = {
         case.reference_key for case in map(case_of, items) if case is not None and case.id not in finished
     }
-    kept, deselected = [], []
+    kept: list[Any] = []
+    deselected: list[Any] = []
     for item in items:
         case = case_of(item)
         done = case is not None and case.reference_key not in unfinished_groups

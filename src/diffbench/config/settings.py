@@ -199,7 +199,7 @@ def expand_matrix(settings: RunSettings) -> list[Case]:
     """Every case model x task x resolution x backend, in the order that builds each model once."""
     # Eager first in each group: its timing makes the speedups and its images the reference.
     backends = sorted(settings.backends, key=lambda name: name != "eager")
-    cases = []
+    cases: list[Case] = []
     lora = settings.lora.label if settings.lora else None
     for model in settings.models:
         spec = MODELS[model]

@@ -26,7 +26,7 @@ def busy_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def gpu_activity(device: str, call: Callable[[], Any], unprofiled_wall_s: float) -> dict[str, float] | None:
+def gpu_activity(device: str, call: Callable[[], Any], unprofiled_wall_s: float) -> dict[str, float | None] | None:
     """The GPU's busy time in one profiled call (the union of its kernel intervals) and its idle fraction
     against `unprofiled_wall_s`, the same call's timed median; None off CUDA.
 

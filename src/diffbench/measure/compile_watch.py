@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 # Dynamo logs this (and runs the frame eagerly from then on) when a function has been recompiled
 # more times than torch._dynamo.config.recompile_limit allows.
@@ -74,7 +74,8 @@ class CompileWatch:
         end = _counts()
         messages = tuple(self._handler.messages)
         delta = tuple(after - before for after, before in zip(end, self._start))
-        self.activity = CompileActivity(delta[0], delta[1], len(messages), messages, delta[2:])
+        cache = cast(tuple[int, int, int, int], delta[2:])  # _counts' last four
+        self.activity = CompileActivity(delta[0], delta[1], len(messages), messages, cache)
 
 
 def _counts() -> tuple[int, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -30,14 +30,14 @@ class _Mark:
 
     def __init__(self, cuda: bool):
         if cuda:
-            self.event = torch.cuda.Event(enable_timing=True)
+            self.event: torch.cuda.Event | None = torch.cuda.Event(enable_timing=True)
             self.event.record()
         else:
             self.event, self.time = None, time.perf_counter()
 
     def ms_until(self, other: "_Mark") -> float:
         if self.event is not None:
-            return self.event.elapsed_time(other.event)
+            return self.event.elapsed_time(cast(torch.cuda.Event, other.event))  # one timer's marks are alike
         return (other.time - self.time) * 1000.0
 
 
@@ -106,7 +106,12 @@ class StageTimer:
             calls[-1] = (calls[-1][0], _Mark(self.cuda))
 
         handles = (module.register_forward_pre_hook(before), module.register_forward_hook(after))
-        self._undo.append(lambda: [handle.remove() for handle in handles])
+
+        def undo() -> None:
+            for handle in handles:
+                handle.remove()
+
+        self._undo.append(undo)
 
     def times(self, e2e_s: float) -> dict[str, Any]:
         """Stage times of the call just made (after a synchronize), in ms; `other_ms` is E2E minus them."""
@@ -118,7 +123,7 @@ class StageTimer:
         vae = None
         if denoiser and denoiser[-1][1] is not None and self.postprocess is not None:
             vae = denoiser[-1][1].ms_until(self.postprocess)
-        result = {
+        result: dict[str, Any] = {
             "text_encode_ms": sum(spans["text_encode"]) if spans["text_encode"] else None,
             "denoiser_ms": sum(spans["denoiser"]) if spans["denoiser"] else None,
             "denoiser_call_ms": spans["denoiser"],

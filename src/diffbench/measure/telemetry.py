@@ -11,7 +11,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import torch
 
@@ -68,7 +68,9 @@ class DeviceTelemetry:
     windows: list[_Window] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._handle, self._nvml, self._stop = None, None, threading.Event()
+        self._handle: Any = None  # NVML's device handle and the pynvml module, once NVML is up
+        self._nvml: Any = None
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if not self.device.startswith("cuda") or not torch.cuda.is_available():
             self.note = (
@@ -162,7 +164,7 @@ class DeviceTelemetry:
                 host_bound=busy < HOST_BOUND_BUSY_PCT,
             )
         if windows and images and all(energy is not None for energy in energies):
-            record["energy_per_image_j"] = sum(energies) / 1000.0 / images
+            record["energy_per_image_j"] = sum(cast(list[float], energies)) / 1000.0 / images
         return record
 
 

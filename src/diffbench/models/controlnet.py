@@ -57,7 +57,7 @@ def config_folder(spec: ModelSpec, weights: str) -> Path:
     return folder
 
 
-def undo_zero_initialization(controlnet: torch.nn.Module) -> None:
+def undo_zero_initialization(controlnet: Any) -> None:
     """Give the ControlNet's zero convolutions random weights: diffusers initialises them to zero (so that
     training starts from the plain UNet), which would make a random ControlNet add nothing at all."""
     zero_convs = [

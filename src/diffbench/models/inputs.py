@@ -39,11 +39,11 @@ def default_input_image() -> Path:
 def load_input_image(path: Path, resolution: Resolution) -> Image.Image:
     """The input image as RGB, resized (Lanczos, as the seed scripts do) to the case's size."""
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
         raise OptionError(f"input image {str(path)!r} cannot be read as an image: {error}") from None
-    return image.resize((resolution.width, resolution.height), Image.LANCZOS)
+    return image.resize((resolution.width, resolution.height), Image.Resampling.LANCZOS)
 
 
 @cache

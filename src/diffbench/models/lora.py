@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -138,14 +138,15 @@ def lora_rank(state_dict: dict[str, Any]) -> int:
     return max(ranks)
 
 
-def add_random_lora(denoiser: torch.nn.Module, spec: LoraSpec) -> str:
+def add_random_lora(denoiser: Any, spec: LoraSpec) -> str:
     """Add `spec`'s random adapter straight through peft (no pipeline); returns its adapter name."""
     try:
         from peft import LoraConfig, set_peft_model_state_dict
     except ImportError:
         raise UnavailableError(PEFT_HINT) from None
-    config = LoraConfig(r=spec.rank, lora_alpha=spec.rank, target_modules=list(ATTENTION_PROJECTIONS))
-    state_dict = random_lora_state_dict(denoiser, spec.rank, spec.seed, prefix="")
+    rank = cast(int, spec.rank)  # a random spec always has one (parse_lora)
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=list(ATTENTION_PROJECTIONS))
+    state_dict = random_lora_state_dict(denoiser, rank, spec.seed, prefix="")
     denoiser.add_adapter(config, adapter_name=spec.adapter_name)
     set_peft_model_state_dict(denoiser, {k.lstrip("."): v for k, v in state_dict.items()}, spec.adapter_name)
     return spec.adapter_name

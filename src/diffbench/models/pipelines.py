@@ -77,7 +77,7 @@ class PipelineCache:
         release_memory()
 
 
-def share_components(pipe: Any, cls: type, extras: dict[str, Any] | None = None) -> Any:
+def share_components(pipe: Any, cls: type[Any], extras: dict[str, Any] | None = None) -> Any:
     """A `cls` pipeline over `pipe`'s very modules (and `extras`, components `pipe` lacks), dtypes untouched.
 
     Not `cls.from_pipe(pipe)`: in diffusers 0.42 it casts every shared module to float32 in place

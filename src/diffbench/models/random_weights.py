@@ -12,6 +12,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -73,7 +74,7 @@ def tokenizer_sources(arch: str) -> dict[str, str]:
     return read_json(path) if path.is_file() else {}
 
 
-def import_class(library: str, class_name: str) -> type:
+def import_class(library: str, class_name: str) -> type[Any]:
     """The class a model_index entry names, e.g. ("diffusers", "AutoencoderKL")."""
     return getattr(importlib.import_module(library), class_name)
 
@@ -94,19 +95,19 @@ def component_seed(seed: int, name: str) -> int:
     return seed + zlib.crc32(name.encode())
 
 
-def is_model_class(cls: type) -> bool:
+def is_model_class(cls: type[Any]) -> bool:
     """Whether cls is a torch module built from a config (a model), not a scheduler or tokenizer."""
     return isinstance(cls, type) and issubclass(cls, torch.nn.Module)
 
 
-def is_diffusers_model_class(cls: type) -> bool:
+def is_diffusers_model_class(cls: type[Any]) -> bool:
     """Whether cls is a diffusers model (built with from_config) rather than a transformers one."""
     from diffusers import ModelMixin  # deferred: importing diffusers takes seconds
 
     return issubclass(cls, ModelMixin)
 
 
-def instantiate_model(cls: type, config_dir: Path) -> torch.nn.Module:
+def instantiate_model(cls: type[Any], config_dir: Path) -> torch.nn.Module:
     """A freshly initialised model of cls from config_dir, on torch's current default device and dtype."""
     if is_diffusers_model_class(cls):
         return cls.from_config(cls.load_config(config_dir))
@@ -132,7 +133,7 @@ def keep_modules_in_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:
 
 
 def build_model(
-    arch: str, name: str, cls: type, torch_dtype: torch.dtype, device: str | torch.device, seed: int
+    arch: str, name: str, cls: type[Any], torch_dtype: torch.dtype, device: str | torch.device, seed: int
 ) -> torch.nn.Module:
     """One model component with seeded random weights, created directly on device in torch_dtype."""
     return build_model_from_folder(arch_dir(arch) / name, name, cls, torch_dtype, device, seed)
@@ -141,7 +142,7 @@ def build_model(
 def build_model_from_folder(
     config_dir: Path,
     name: str,
-    cls: type,
+    cls: type[Any],
     torch_dtype: torch.dtype,
     device: str | torch.device,
     seed: int,
@@ -167,7 +168,7 @@ def rng_devices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
-def build_tokenizer(arch: str, name: str, cls: type):
+def build_tokenizer(arch: str, name: str, cls: type[Any]):
     """A tokenizer component loaded from fixtures/tokenizers (assembled in a temporary folder)."""
     sources = tokenizer_sources(arch)
     if name not in sources:
@@ -187,7 +188,7 @@ def build_component(arch: str, name: str, torch_dtype: torch.dtype, device: str 
     return cls.from_pretrained(arch_dir(arch) / name)  # schedulers and other config-only components
 
 
-def accepted_arguments(pipeline_cls: type, arguments: dict) -> dict:
+def accepted_arguments(pipeline_cls: type[Any], arguments: dict) -> dict:
     """The arguments pipeline_cls.__init__ takes; fails naming any required one that is missing."""
     parameters = inspect.signature(pipeline_cls.__init__).parameters
     required = {name for name, parameter in parameters.items() if parameter.default is inspect.Parameter.empty}
@@ -201,7 +202,7 @@ def build_random_pipeline(
     arch: str,
     torch_dtype: torch.dtype,
     device: str | torch.device,
-    pipeline_cls: type | None = None,
+    pipeline_cls: type[Any] | None = None,
     seed: int = 0,
 ):
     """The pipeline of arch with random weights: same seed, same weights, bit for bit."""
@@ -222,7 +223,7 @@ def count_parameters(arch: str, component: str) -> int:
     return count_folder_parameters(cls, arch_dir(arch) / component)
 
 
-def count_folder_parameters(cls: type, config_dir: Path) -> int:
+def count_folder_parameters(cls: type[Any], config_dir: Path) -> int:
     """Parameters of a cls model built from the config in config_dir, on the meta device."""
     with torch.device("meta"):
         model = instantiate_model(cls, config_dir)

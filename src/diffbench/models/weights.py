@@ -7,7 +7,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import diffusers
 import torch
@@ -18,12 +18,12 @@ from diffbench.models.catalog import ModelSpec
 logger = logging.getLogger(__name__)
 
 
-def pipeline_class(spec: ModelSpec, task: str | None = None) -> type:
+def pipeline_class(spec: ModelSpec, task: str | None = None) -> type[Any]:
     """The diffusers pipeline class of `spec` for `task` (default: its first task)."""
     return getattr(diffusers, spec.pipelines[task or spec.tasks[0]])
 
 
-def _loading_kwargs(cls: type, torch_dtype: torch.dtype, variant: str | None) -> dict[str, Any]:
+def _loading_kwargs(cls: type[Any], torch_dtype: torch.dtype, variant: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype}
     if variant:
         kwargs["variant"] = variant
@@ -49,7 +49,7 @@ def load_from_hub(spec: ModelSpec, torch_dtype: torch.dtype, variant: str | None
     )
     return from_hub(
         cls,
-        spec.hub_id,
+        cast(str, spec.hub_id),  # tiny models, the ones without, always load as "tiny"
         f"{spec.name} ({spec.hub_id})",
         how_to,
         "model_index.json",
@@ -57,7 +57,7 @@ def load_from_hub(spec: ModelSpec, torch_dtype: torch.dtype, variant: str | None
     )
 
 
-def from_hub(cls: type, hub_id: str, label: str, how_to: str, marker: str = "config.json", **kwargs: Any) -> Any:
+def from_hub(cls: type[Any], hub_id: str, label: str, how_to: str, marker: str = "config.json", **kwargs: Any) -> Any:
     """`cls.from_pretrained(hub_id)` from the Hugging Face cache (downloading only when online and not cached):
     a repo absent offline (no `marker` file cached) or absent or partial online is an UnavailableError
     naming `label` and saying `how_to` get it."""
@@ -117,7 +117,8 @@ def make_scheduler(spec: ModelSpec, base_config: Any) -> Any:
     scheduler whose package is missing (diffusers then exports a stand-in that raises ImportError naming
     it: DPMSolverSDEScheduler needs torchsde) is an UnavailableError."""
     try:
-        return getattr(diffusers, spec.scheduler).from_config(base_config, **spec.scheduler_config)
+        scheduler = cast(str, spec.scheduler)  # called for a spec that names one
+        return getattr(diffusers, scheduler).from_config(base_config, **spec.scheduler_config)
     except ImportError as error:
         raise UnavailableError(
             f"{spec.name} uses {spec.scheduler}, which needs a package not installed here "

@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from diffbench.report.document import Block, Figure, Paragraph, Table
 from diffbench.results.summary import number
 
 
-class _Entry(Protocol):  # report.Entry, without importing report (which imports this module)
-    run: Any
-    run_label: str
-    record: dict[str, Any]
+class _Entry(Protocol):  # report.Entry, read-only as it is, without importing report (which imports this module)
+    @property
+    def run(self) -> Any: ...
+    @property
+    def run_label(self) -> str: ...
+    @property
+    def record(self) -> dict[str, Any]: ...
 
 
-def component_blocks(entries: list[_Entry], slug: str, out_dir: Path, several_runs: bool) -> list[Block]:
+def component_blocks(entries: Sequence[_Entry], slug: str, out_dir: Path, several_runs: bool) -> list[Block]:
     """A table of the adapter's cost per case, and the ControlNet's source with its control image."""
     return _lora_table(entries, several_runs) + _control_blocks(entries, slug, out_dir)
 
 
-def _lora_table(entries: list[_Entry], several_runs: bool) -> list[Block]:
+def _lora_table(entries: Sequence[_Entry], several_runs: bool) -> list[Block]:
     rows = []
     for entry in entries:
         record = entry.record
@@ -43,7 +46,7 @@ def _lora_table(entries: list[_Entry], several_runs: bool) -> list[Block]:
     return [Table(["backend", "LoRA load s", "LoRA memory GiB", "fuse s", "layers with the adapter"], rows)]
 
 
-def _control_blocks(entries: list[_Entry], slug: str, out_dir: Path) -> list[Block]:
+def _control_blocks(entries: Sequence[_Entry], slug: str, out_dir: Path) -> list[Block]:
     entry = next((e for e in entries if e.record.get("controlnet")), None)
     if entry is None:
         return []

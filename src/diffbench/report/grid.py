@@ -21,6 +21,7 @@ CAPTION_LINES = 3
 BACKGROUND = (255, 255, 255)
 MISSING_FILL = (236, 236, 236)
 TEXT_COLOR = (34, 34, 34)
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont  # what load_default gives: bitmap or FreeType
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Cell:
     missing_reason: str = "no image recorded"  # shown when the image cannot be had
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> Font:
     try:
         return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
     except (TypeError, OSError, ImportError):
@@ -46,9 +47,11 @@ def fit_image(image: Image.Image, size: int) -> Image.Image:
     scale = size / max(image.size)
     if scale < 1:
         shape = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        return image.resize(shape, Image.LANCZOS)
+        return image.resize(shape, Image.Resampling.LANCZOS)
     factor = int(scale)
-    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
+    return (
+        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
+    )
 
 
 def cell_width(size: int) -> int:
@@ -79,7 +82,7 @@ def _load(cell: Cell, size: int) -> tuple[Image.Image | None, str]:
         return None, "unreadable file"
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -87,9 +90,7 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, w
     return text + "..."
 
 
-def _draw_missing(
-    draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], reason: str, font: ImageFont.ImageFont
-) -> None:
+def _draw_missing(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], reason: str, font: Font) -> None:
     draw.rectangle(box, fill=MISSING_FILL)
     middle = (box[1] + box[3]) // 2
     width = box[2] - box[0] - 2 * PADDING

@@ -102,7 +102,7 @@ def conditions_section(labelled: list[tuple[str, dict[str, Any]]]) -> list[Block
     table = Table(["case", "speedup [95%]", *(FIELD[key].label for key in columns)])
     for label, record in shown:
         table.rows.append([label, speedup_text(record), *(format_field(key, record.get(key)) for key in columns)])
-    notes = {record.get("telemetry_note") for _, record in shown} - {None}
+    notes = {record["telemetry_note"] for _, record in shown if record.get("telemetry_note") is not None}
     text = (
         "Speedup: paired rounds give the median of eager/backend per pair with a bootstrap 95% interval; "
         "eager-after flags an eager drift over 5%. " + " ".join(sorted(notes))

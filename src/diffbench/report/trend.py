@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.groups import group_key, group_title
@@ -12,7 +12,7 @@ from diffbench.results.history import Run
 from diffbench.results.summary import STATUS_NAMES
 
 
-def _measured(record: dict[str, Any] | None) -> bool:
+def _measured(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     return record is not None and record.get("status") == "ok" and record.get("e2e_s") is not None
 
 

@@ -132,9 +132,10 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
 
 
 def _round_counts(metric: Metric, base_record: dict, new_record: dict) -> tuple[int, int]:
-    return tuple(
-        len([x for x in record.get(metric.rounds_key) or [] if x is not None]) for record in (base_record, new_record)
-    )
+    def count(record: dict) -> int:
+        return len([x for x in record.get(metric.rounds_key) or [] if x is not None])
+
+    return count(base_record), count(new_record)
 
 
 def compare_status(case: str, base_record: dict, new_record: dict) -> Row | None:

@@ -7,6 +7,7 @@ import platform
 import re
 import shutil
 import subprocess
+from typing import Any
 
 import torch
 
@@ -79,7 +80,7 @@ def nvidia_driver() -> str | None:
 
 def stack_info() -> dict:
     """GPU, driver, CUDA and package versions: added to pytest-benchmark's machine info."""
-    info = {
+    info: dict[str, Any] = {
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
         "torch": torch.__version__,

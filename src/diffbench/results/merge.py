@@ -162,7 +162,8 @@ def _run_meta(
 def _expand(specs: list[str | Path]) -> tuple[list[tuple[str | Path, ShardFolder | None]], list[ShardFolder]]:
     """The runs to merge, each with the shard folder it came from (None: given as a run), and the shard
     folders that hold no run."""
-    runs, empty = [], []
+    runs: list[tuple[str | Path, ShardFolder | None]] = []
+    empty: list[ShardFolder] = []
     for spec in specs:
         origin = read_shard_folder(Path(spec))
         if origin is None:

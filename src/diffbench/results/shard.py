@@ -92,7 +92,8 @@ def split_items(items: Sequence[Any], shard: Shard, case_of: Callable[[Any], Cas
     """(kept, deselected) pytest items for `shard`. Items that are no matrix case run in shard 0 only."""
     cases = [case for case in map(case_of, items) if case is not None]
     owner = shard_of_cases(cases, shard.count)
-    kept, deselected = [], []
+    kept: list[Any] = []
+    deselected: list[Any] = []
     for item in items:
         case = case_of(item)
         mine = owner[case.id] == shard.index if case is not None else shard.index == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from diffbench.errors import DiffbenchError, OptionError
 from diffbench.results.shard import Shard, parse_shard
@@ -66,7 +66,7 @@ def empty_part(origin: ShardFolder) -> dict[str, Any]:
 def account_shards(parts: list[dict[str, Any]], count: int | None) -> dict[str, Any] | None:
     """Which shards of `count` (default: the count the parts' shards name) were merged, had no case, failed
     or are missing; a shard found in several parts is judged by the last. None when no part is a shard."""
-    counts = {parse_shard(part["shard"]).count for part in parts if part.get("shard")}
+    counts = {cast(Shard, parse_shard(part["shard"])).count for part in parts if part.get("shard")}
     if count is None and len(counts) > 1:
         raise MergeError(
             f"the runs are shards of {len(counts)} different splits (into {sorted(counts)} "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, cast
 
 import numpy as np
 import torch
@@ -14,6 +14,14 @@ from diffbench.models.controlnet import TASK as CONTROLNET_TASK
 from diffbench.models.inputs import control_image, default_input_image, load_input_image
 
 
+class CaseCall(Protocol):
+    """What case_caller returns: the call, with the keyword arguments it passes the pipeline."""
+
+    arguments: dict[str, Any]
+
+    def __call__(self, prompt: str, seed: int, callback: Callable | None = None) -> np.ndarray: ...
+
+
 def case_caller(
     settings: RunSettings,
     generator_device: str,
@@ -23,7 +31,7 @@ def case_caller(
     steps: int | None = None,
     resolution: Resolution | None = None,
     batch: int | None = None,
-) -> Callable[..., np.ndarray]:
+) -> CaseCall:
     """A function (prompt, seed, callback=None) -> images (B x H x W x C floats in [0, 1]); steps,
     resolution and batch default to the case's (the sweeps change one of them)."""
     size = resolution or case.resolution
@@ -49,5 +57,6 @@ def case_caller(
         extra = {"callback_on_step_end": callback} if callback else {}
         return pipe(prompt=prompt, generator=generator, **fixed, **extra).images
 
-    call.arguments = fixed  # type: ignore[attr-defined]  # what `diffbench selfcheck`'s bare loop passes too
-    return call
+    case_call = cast(CaseCall, call)
+    case_call.arguments = fixed  # what `diffbench selfcheck`'s bare loop passes too
+    return case_call

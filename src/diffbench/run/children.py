@@ -7,9 +7,12 @@ import logging
 import shutil
 from typing import Any
 
+from diffbench.backends.base import Backend
 from diffbench.case import Case
+from diffbench.config.settings import RunSettings
 from diffbench.errors import CaseFailure, UnavailableError
 from diffbench.models.catalog import ModelSpec
+from diffbench.results.records import RunFolder
 from diffbench.run.isolated_case import CaseRequest, Reference, replay_rounds
 from diffbench.run.isolation import call_in_child
 
@@ -18,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 class ChildMeasurement:
     """BenchSession's child-process measurements; it provides settings, run_folder, references and backends."""
+
+    settings: RunSettings
+    run_folder: RunFolder
+    references: dict[tuple, Reference]
+    backends: dict[str, Backend]
 
     def _measure_cold_and_warm(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
         """`--compile-cache-check`: the case in a fresh process with an empty inductor cache folder (its

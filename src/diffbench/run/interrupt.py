@@ -23,4 +23,8 @@ def interrupt_on_sigterm() -> Callable[[], None] | None:
         raise Terminated("SIGTERM")
 
     signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore

@@ -7,7 +7,7 @@ import copy
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import torch
 
@@ -45,7 +45,8 @@ def _source(pipe: Any, spec: LoraSpec, seed: int = 0) -> Any:
     """What `load_lora_weights` is given: a random state dict, or the file's or hub id's path."""
     if spec.kind == "random":
         name = denoiser_name(pipe)
-        return random_lora_state_dict(getattr(pipe, name), spec.rank, spec.seed + seed, prefix=name)
+        rank = cast(int, spec.rank)  # a random spec always has one (parse_lora)
+        return random_lora_state_dict(getattr(pipe, name), rank, spec.seed + seed, prefix=name)
     if spec.kind == "hub":
         return _fetch(lambda: _hub_folder(str(spec.source)), spec)
     return spec.source
@@ -62,7 +63,7 @@ def _hub_folder(repo_id: str) -> str:
 def _hotswap_rank(pipe: Any, spec: LoraSpec) -> int:
     """The rank `enable_lora_hotswap` needs before loading: a random adapter's own, else read from the file."""
     if spec.kind == "random":
-        return spec.rank
+        return cast(int, spec.rank)  # a random spec always has one (parse_lora)
     state_dict = _fetch(lambda: pipe.lora_state_dict(_source(pipe, spec)), spec)
     return lora_rank(state_dict[0] if isinstance(state_dict, tuple) else state_dict)
 
@@ -105,7 +106,7 @@ def load_adapter(pipe: Any, spec: LoraSpec, mode: str, device: str) -> ActiveAda
         lora_mode=mode,
         lora_rank=adapter.rank,
         lora_load_s=load_s,
-        lora_memory_gib=None if before is None else after - before,
+        lora_memory_gib=None if before is None or after is None else after - before,
         lora_layers=lora_layer_count(module),
     )
     logger.info(

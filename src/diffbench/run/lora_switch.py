@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -25,7 +25,8 @@ def _twin(view: Any, adapter: ActiveAdapter, seed: int) -> dict[str, Any]:
     seed; for a file or hub adapter, random values in the loaded adapter's shapes."""
     module = getattr(view, adapter.denoiser)
     if adapter.spec.kind == "random":
-        return random_lora_state_dict(module, adapter.spec.rank, adapter.spec.seed + seed, adapter.denoiser)
+        rank = cast(int, adapter.spec.rank)  # a random spec always has one (parse_lora)
+        return random_lora_state_dict(module, rank, adapter.spec.seed + seed, adapter.denoiser)
     from peft import get_peft_model_state_dict
 
     loaded = get_peft_model_state_dict(module, adapter_name=adapter.name)
@@ -114,7 +115,8 @@ def _switch(
     switch_s, _ = timed(device, operation)
     with CompileWatch() as watch:
         next_call_s, _ = timed(device, call)
-    seconds, images = [], None
+    seconds: list[float] = []
+    images: Any = None  # the last round's (rounds >= 1)
     for _ in range(rounds):
         elapsed, images = timed(device, call)
         seconds.append(elapsed)

@@ -3,7 +3,7 @@ gives it, and its quality against eager's reference images."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,7 +41,8 @@ def skip_reason(settings: RunSettings, device: str, backend: Backend, case: Case
     return (
         backend.unavailable_reason(device)
         or backend.unsupported_reason(case, spec, device)
-        or (backend.lora_unsupported_reason(case.lora_mode) if case.lora else None)
+        # a LoRA case always has its mode (expand_matrix)
+        or (backend.lora_unsupported_reason(cast(str, case.lora_mode)) if case.lora else None)
     )
 
 
@@ -72,7 +73,8 @@ def quality_against_eager(
     against that reference, and takes its speedup from it when it was not paired."""
     if case.backend == "eager":
         # Eager is the reference; what it must pass is matching itself from call to call.
-        determinism = assess(images_of(rounds.first_images), images_of(rounds.last_images), floor)
+        first, last = cast(np.ndarray, rounds.first_images), cast(np.ndarray, rounds.last_images)  # the rounds ran
+        determinism = assess(images_of(first), images_of(last), floor)
         record.update(deterministic=bool(determinism.passed and min(determinism.ssim, default=0) == 1.0), speedup=1.0)
         references[case.reference_key] = Reference(outputs, record["e2e_s"], record["e2e_rounds_s"])
         return determinism

@@ -4,7 +4,7 @@ slow plateau, host syncs that grow with the step count. Each writes its finding 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from diffbench.case import Case
 from diffbench.measure.compile_watch import CompileActivity
@@ -55,7 +55,8 @@ def count_syncs(
     if not device.startswith("cuda"):
         record["host_syncs_note"] = "not counted: no CUDA device"
         return
-    counts = {n: count_host_syncs(device, call_at(n)) for n in dict.fromkeys((steps, max(1, steps // 2)))}
+    # an int per step count on CUDA (None is only off CUDA)
+    counts = {n: cast(int, count_host_syncs(device, call_at(n))) for n in dict.fromkeys((steps, max(1, steps // 2)))}
     half = min(counts)
     record.update(
         host_syncs_per_call=counts[steps],

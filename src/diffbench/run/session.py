@@ -6,7 +6,7 @@ import logging
 import time
 import traceback
 from functools import partial
-from typing import Any, Callable
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ from diffbench.models.controlnet import control_record, task_components
 from diffbench.models.inputs import prompt_seed_pairs
 from diffbench.models.pipelines import PipelineCache, release_memory, shallow_copy
 from diffbench.results.records import RunFolder, json_safe, new_record
-from diffbench.run.caller import case_caller
+from diffbench.run.caller import CaseCall, case_caller
 from diffbench.run.children import ChildMeasurement
 from diffbench.run.eager_pairing import time_eager_after
 from diffbench.run.isolated_case import Reference
@@ -58,7 +58,7 @@ class BenchSession(ChildMeasurement):
         }
         self.memory_baseline_gib = allocated_gib(self.device)
         self.generator_device = settings.generator_device(self.device)
-        self.launch_probes = {"start": launch_probe(self.device)}  # the host's launch rate: drift shows at the end
+        self.launch_probes: dict[str, Any] = {"start": launch_probe(self.device)}  # launch rate; drift at the end
 
     def close(self) -> dict[str, Any]:
         """Release the cached model and references; report whether device memory went back to where
@@ -70,7 +70,7 @@ class BenchSession(ChildMeasurement):
         report = {
             "baseline_gib": self.memory_baseline_gib,
             "end_gib": end,
-            "creep_gib": None if end is None else end - self.memory_baseline_gib,
+            "creep_gib": None if end is None or self.memory_baseline_gib is None else end - self.memory_baseline_gib,
         }
         self.launch_probes["end"] = launch_probe(self.device)
         start_us, end_us = self.launch_probes["start"]["us_per_launch"], self.launch_probes["end"]["us_per_launch"]
@@ -165,7 +165,7 @@ class BenchSession(ChildMeasurement):
             torch._dynamo.reset()  # drop compiled graphs (and the module copies they hold)
         release_memory()
 
-    def _caller(self, pipe: Any, spec: ModelSpec, case: Case, **change: Any) -> Callable[..., np.ndarray]:
+    def _caller(self, pipe: Any, spec: ModelSpec, case: Case, **change: Any) -> CaseCall:
         """This case's call on `pipe` (diffbench.run.caller); `change` sets steps, resolution or batch (sweeps)."""
         return case_caller(self.settings, self.generator_device, pipe, spec, case, **change)
 
@@ -283,8 +283,8 @@ class BenchSession(ChildMeasurement):
             record.update(activity or {"gpu_idle_fraction": None})
             record["bound"] = classify(record["gpu_idle_fraction"], record.get("mfu"))
         logger.info("%s: E2E median %.3f s; quality over %d prompt(s)", case.id, record["e2e_s"], len(pairs))
-        record["image"] = self.run_folder.save_image(case.id, rounds.last_images[0])
-        outputs = images_of(rounds.last_images) + [img for p in pairs[1:] for img in images_of(call(*p))]
+        record["image"] = self.run_folder.save_image(case.id, (last := cast(np.ndarray, rounds.last_images))[0])
+        outputs = images_of(last) + [img for p in pairs[1:] for img in images_of(call(*p))]
         quality = quality_against_eager(
             case, settings.quality_floor(case.backend), outputs, rounds, record, self.references
         )

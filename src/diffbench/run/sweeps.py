@@ -30,7 +30,7 @@ def _median_of(device: str, call: Callable[[], Any], rounds: int) -> tuple[float
 def steps_sweep(make_call: CallFactory, counts: tuple[int, ...], rounds: int, device: str) -> dict[str, Any]:
     """E2E at each step count (one untimed call first: a new count may build new schedules or graphs),
     and the least-squares line time = per_step * steps + fixed through the medians."""
-    points = []
+    points: list[dict[str, Any]] = []
     for steps in counts:
         call = make_call(steps=steps)
         call()
