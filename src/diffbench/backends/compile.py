@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+import inspect
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -16,6 +17,10 @@ MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagrap
 # "controlnet" applies where the pipeline has one (controlnet cases) and is left out elsewhere.
 COMPONENTS = ("denoiser", "vae", "controlnet")
 MEMORY_FORMATS = ("contiguous", "channels_last")
+# The dtype every compiled denoiser gets its timestep in. Schedulers differ (Euler A float32, DPM++ SDE
+# float64, DDIM int64), and a new input dtype is a new graph, a cold compile again; the denoisers turn
+# the timestep into float32 before its embedding anyway (`get_timestep_embedding`), so the cast changes no value.
+TIMESTEP_DTYPE = torch.float32
 
 
 @register
@@ -95,12 +100,40 @@ class CompileBackend(Backend):
                     module.to(memory_format=torch.channels_last)
         kwargs = self.compile_kwargs()
         if "denoiser" in components:
-            setattr(pipe, denoiser, torch.compile(getattr(pipe, denoiser), **kwargs))
+            compiled = torch.compile(getattr(pipe, denoiser), **kwargs)
+            cast_timestep(cast(torch.nn.Module, compiled))
+            setattr(pipe, denoiser, compiled)
         if "controlnet" in components and controlnet:
             pipe.controlnet = torch.compile(pipe.controlnet, **kwargs)
         if "vae" in components:
             compile_vae_decode(pipe, kwargs, in_place)
         return pipe
+
+
+def cast_timestep(compiled: torch.nn.Module) -> None:
+    """Give the compiled denoiser its `timestep` as TIMESTEP_DTYPE, so one graph serves every scheduler.
+
+    The hook sits on torch.compile's wrapper (an OptimizedModule), whose pre-hooks run eagerly before the
+    compiled frame: the graph's input is float32 whatever the scheduler made. A timestep given by position
+    (the UNet's second argument) is found through the wrapped module's signature."""
+    module = getattr(compiled, "_orig_mod", compiled)
+    names = list(inspect.signature(module.forward).parameters)
+    position = names.index("timestep") if "timestep" in names else None
+
+    def to_timestep_dtype(_module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        if "timestep" in kwargs:
+            kwargs["timestep"] = _cast(kwargs["timestep"])
+        elif position is not None and len(args) > position:
+            args = (*args[:position], _cast(args[position]), *args[position + 1 :])
+        return args, kwargs
+
+    compiled.register_forward_pre_hook(to_timestep_dtype, with_kwargs=True)
+
+
+def _cast(timestep: Any) -> Any:
+    if isinstance(timestep, torch.Tensor) and timestep.dtype != TIMESTEP_DTYPE:
+        return timestep.to(TIMESTEP_DTYPE)
+    return timestep
 
 
 def compile_vae_decode(pipe: Any, kwargs: dict[str, Any], in_place: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from diffbench.models.catalog import MODELS
 from diffbench.results.records import RunFolder
+from diffbench.run.compile_artifacts import save_compile_artifacts
 from diffbench.run.isolated_case import CaseRequest, Reference, RoundsBenchmark
 from diffbench.run.outcomes import outcome
 from diffbench.run.session import BenchSession
@@ -27,6 +28,7 @@ def measure_in_child(request: CaseRequest) -> dict[str, Any]:
     except Exception as error:  # every outcome goes back to the parent in the record
         if record["status"] == "running":  # a QualityError has already recorded its floor
             record.update(outcome(session.backends[case.backend], error))
+    save_compile_artifacts()  # the parent compiled nothing of this case: the child writes its own file
     reference = session.references.get(case.reference_key)
     if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # --compile-cache-check: which folder this child compiled into
         record["inductor_cache_dir"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]

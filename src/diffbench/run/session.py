@@ -29,6 +29,7 @@ from diffbench.models.pipelines import PipelineCache, release_memory, shallow_co
 from diffbench.results.records import RunFolder, json_safe, new_record
 from diffbench.run.caller import CaseCall, case_caller
 from diffbench.run.children import ChildMeasurement
+from diffbench.run.compile_artifacts import load_compile_artifacts, save_compile_artifacts
 from diffbench.run.eager_pairing import time_eager_after
 from diffbench.run.isolated_case import Reference
 from diffbench.run.lora_case import ActiveAdapter, adapter_in
@@ -59,6 +60,7 @@ class BenchSession(ChildMeasurement):
         self.memory_baseline_gib = allocated_gib(self.device)
         self.generator_device = settings.generator_device(self.device)
         self.launch_probes: dict[str, Any] = {"start": launch_probe(self.device)}  # launch rate; drift at the end
+        self.compile_artifacts = load_compile_artifacts()  # DIFFBENCH_COMPILE_ARTIFACTS, once per process
 
     def close(self) -> dict[str, Any]:
         """Release the cached model and references; report whether device memory went back to where
@@ -162,6 +164,7 @@ class BenchSession(ChildMeasurement):
         self.run_folder.append(record)
         benchmark.extra_info.update(json_safe(record))
         if case.backend != "eager":
+            save_compile_artifacts()  # before the reset: what this case compiled (DIFFBENCH_COMPILE_ARTIFACTS)
             torch._dynamo.reset()  # drop compiled graphs (and the module copies they hold)
         release_memory()
 
@@ -171,9 +174,8 @@ class BenchSession(ChildMeasurement):
 
     def measure(self, case: Case, spec: ModelSpec, record: dict[str, Any], benchmark: Any) -> None:
         settings = self.settings
-        loaded = self.cache.get(
-            spec, record["weights"], settings.torch_dtype(spec, self.device), self.device, settings.variant
-        )
+        dtype = settings.torch_dtype(spec, self.device)
+        loaded = self.cache.get(spec, record["weights"], dtype, self.device, settings.variant)
         record["load_s"] = loaded.load_s
         extra_components = task_components(case.task, spec, settings, self.device)  # the ControlNet
         base = self.cache.task_pipeline(loaded, spec, case.task, extra_components)
@@ -232,13 +234,9 @@ class BenchSession(ChildMeasurement):
                 record,
             )
 
-    def _count_flops(
-        self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], counted_as: str
-    ) -> PipelineFlops:
-        """One call's FLOPs, counted once per case group and computation (`counted_as`)."""
-        return self.roofline.count(
-            (case.reference_key, counted_as), pipe, lambda: self._caller(pipe, spec, case)(*pair)
-        )
+    def _count_flops(self, case: Case, spec: ModelSpec, pipe: Any, pair: tuple[str, int], kind: str) -> PipelineFlops:
+        """One call's FLOPs, counted once per case group and computation (`kind`: eager or the backend's)."""
+        return self.roofline.count((case.reference_key, kind), pipe, lambda: self._caller(pipe, spec, case)(*pair))
 
     def _make_reference(self, case: Case, spec: ModelSpec, base: Any, pairs: list[tuple[str, int]]) -> None:
         """Eager's images when eager was not selected in this run: made untimed, for the quality gate."""
