@@ -22,7 +22,8 @@ from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.measure.rounds import Rounds, timing_summary
 from diffbench.measure.stages import StageTimer
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
-from diffbench.results.schema import FIELD, speedup_text
+from diffbench.results.cells import speedup_text
+from diffbench.results.schema import FIELD
 from diffbench.run import session as runner
 from diffbench.run import timed_rounds
 from diffbench.run.round_checks import check_warmup_plateau

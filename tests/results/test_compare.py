@@ -418,9 +418,9 @@ def test_noise_rule_both_sides():
 
 def test_psnr_above_60_db_and_tiny_warmup_changes_do_not_count():
     from diffbench.results.compare import compare_metric
-    from diffbench.results.thresholds import METRICS, parse_thresholds
+    from diffbench.results.thresholds import metrics, parse_thresholds
 
-    thresholds = parse_thresholds("")
+    METRICS, thresholds = metrics(), parse_thresholds("")
     identical = compare_metric("c", METRICS["psnr"], {"psnr": 73.3}, {"psnr": 68.1}, thresholds["psnr"])
     assert identical.verdict == "same"
     visible = compare_metric("c", METRICS["psnr"], {"psnr": 45.0}, {"psnr": 40.0}, thresholds["psnr"])
