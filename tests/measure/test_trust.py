@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import RecordingBenchmark, make_session
 
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 from diffbench.measure import pairing
 from diffbench.measure import rounds as rounds_module
