@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffbench.config.settings import build_settings
+from diffbench.config.matrix import build_settings
 from diffbench.results.records import RunFolder
 from diffbench.run.isolated_case import RoundsBenchmark
 from diffbench.run.session import BenchSession

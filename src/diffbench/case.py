@@ -1,15 +1,45 @@
-"""One benchmark case: a model, a task, a resolution and a backend; its id is the pytest id."""
+"""One benchmark case: a model, a task, a resolution and a backend; its id is the pytest id. And what can come
+of it: its Status."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 from diffbench.errors import OptionError
 
 TASKS = {"t2i": "text-to-image", "i2i": "image-to-image", "controlnet": "text-to-image conditioned on a control image"}
 # What runs without --tasks: controlnet cases run only when named, so default matrices keep their size.
 DEFAULT_TASKS = ("t2i", "i2i")
+
+
+class Status(str, Enum):
+    """A case's outcome, as `record["status"]` keeps it: a member equals its string and JSON writes it as one,
+    so records on disk hold `"ok"`, `"oom"`, ... (str and Enum rather than StrEnum: Python 3.10 has none)."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    OOM = "oom"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        """The name tables show: `OOM` for oom, the value for the others."""
+        return "OOM" if self is Status.OOM else self.value
+
+
+def status_name(status: str) -> str:
+    """The name tables show for a recorded status (`OOM` for oom); an unknown one as it is."""
+    try:
+        return Status(status).label
+    except ValueError:
+        return status
+
 
 _RESOLUTION = re.compile(r"^(\d+)(?:x(\d+))?$")
 

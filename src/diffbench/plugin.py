@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from diffbench.case import Case
-from diffbench.config.options import add_options, raw_values
+from diffbench.config.matrix import build_settings, expand_matrix, raw_values
+from diffbench.config.options import add_options
 from diffbench.config.plan import estimate, format_plan, latest_records
 from diffbench.config.resume import finished_cases, split_unfinished
-from diffbench.config.settings import RunSettings, build_settings, expand_matrix
+from diffbench.config.settings import RunSettings
 from diffbench.config.settings_record import settings_record
 from diffbench.config.writable import check_writable_folder
 from diffbench.errors import OptionError

@@ -4,7 +4,7 @@ import pytest
 
 from diffbench.backends.base import get_backend_class
 from diffbench.case import Case, Resolution
-from diffbench.config.settings import build_settings
+from diffbench.config.matrix import build_settings
 from diffbench.errors import OptionError
 from diffbench.models.catalog import MODELS
 

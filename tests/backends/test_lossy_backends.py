@@ -12,7 +12,7 @@ from helpers import RecordingBenchmark, make_session
 from diffbench.backends.base import get_backend_class
 from diffbench.backends.torchao_quant import TORCHAO_INDUCTOR_OPTIONS, quantized_linear_count
 from diffbench.case import Case, Resolution
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.measure.stages import denoiser_name
 from diffbench.models.catalog import MODELS
@@ -229,7 +229,7 @@ def test_quantized_compile_gives_torchao_inductor_options_to_its_own_compile_onl
 
 
 def make_session_options(**raw):
-    from diffbench.config.settings import build_settings
+    from diffbench.config.matrix import build_settings
 
     return build_settings({"models": "tiny-sdxl", "backends": "compile,int8-compile", **raw}).backend_options
 

@@ -5,7 +5,7 @@ from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import get_backend_class
 from diffbench.case import Case, Resolution
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.models.catalog import MODELS
 
 

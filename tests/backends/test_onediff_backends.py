@@ -15,7 +15,7 @@ from packaging.version import Version
 from diffbench.backends.base import get_backend_class, registry
 from diffbench.backends.onediff import SEED_NEXFORT_OPTIONS
 from diffbench.backends.onediff_failures import explain_failure
-from diffbench.config.settings import build_settings
+from diffbench.config.matrix import build_settings
 from diffbench.errors import OptionError
 
 # nexfort 0.1.dev330's pin, unless this is the pinned environment itself (.ci/onediff-env runs these too).

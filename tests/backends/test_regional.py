@@ -6,7 +6,7 @@ from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import get_backend_class
 from diffbench.backends.regional import repeated_block_names
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.errors import OptionError
 from diffbench.measure.stages import denoiser_name
 from diffbench.models.catalog import MODELS

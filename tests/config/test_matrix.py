@@ -3,7 +3,7 @@
 import pytest
 
 from diffbench.case import Case, Resolution
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 
 

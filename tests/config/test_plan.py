@@ -4,8 +4,8 @@ import json
 
 from test_cli_pytest import run_pytest
 
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.config.plan import estimate, format_plan, latest_records
-from diffbench.config.settings import build_settings, expand_matrix
 
 
 def save_run(folder, run_id, records, gpu="NVIDIA H100 80GB HBM3"):

@@ -14,7 +14,7 @@ import pytest
 
 from diffbench.case import Case, Resolution
 from diffbench.cli import main
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 from diffbench.results.history import load_run
 from diffbench.results.records import RunFolder, new_record

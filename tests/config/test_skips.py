@@ -6,7 +6,7 @@ from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import Backend, register
 from diffbench.case import Case, Resolution
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.errors import OptionError, UnavailableError
 from diffbench.models.catalog import MODELS
 from diffbench.models.weights import load_from_hub

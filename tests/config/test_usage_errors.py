@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffbench.config.options import OPTIONS, dest
-from diffbench.config.settings import build_settings
+from diffbench.config.matrix import build_settings
+from diffbench.config.options import OPTIONS
 from diffbench.errors import OptionError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,11 +51,11 @@ def test_a_too_small_count_names_the_flag_as_typed():
 
 
 @pytest.mark.parametrize(
-    "flag", [flag for flag, kind, _ in OPTIONS if kind is int and flag != "--seed"]
+    "flag", [option.flag for option in OPTIONS if option.type is int and option.flag != "--seed"]
 )  # any seed goes
 def test_every_count_option_names_its_flag(flag):
     with pytest.raises(OptionError) as error:
-        build_settings({dest(flag): -1, "models": "tiny-sdxl"})
+        build_settings({flag.lstrip("-").replace("-", "_"): -1, "models": "tiny-sdxl"})
     assert str(error.value).startswith(f"{flag} must be at least"), str(error.value)
 
 

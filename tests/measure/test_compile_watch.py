@@ -3,7 +3,7 @@
 import torch
 from helpers import RecordingBenchmark, make_session
 
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.measure.compile_watch import CompileWatch
 
 

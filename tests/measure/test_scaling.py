@@ -72,7 +72,7 @@ def test_roofline_records_the_same_flops_for_eager_and_compile_and_fewer_for_dee
     what it runs; achieved TFLOP/s = FLOPs per denoiser call x it/s, over the measured matmul ceiling."""
     from helpers import RecordingBenchmark, make_session
 
-    from diffbench.config.settings import expand_matrix
+    from diffbench.config.matrix import expand_matrix
 
     pytest.importorskip("DeepCache")
     torch._dynamo.reset()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import RecordingBenchmark, make_session
 
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 from diffbench.measure import pairing
 from diffbench.measure import rounds as rounds_module
@@ -22,7 +22,8 @@ from diffbench.measure.pairing import paired_speedup, unpaired_speedup
 from diffbench.measure.rounds import Rounds, timing_summary
 from diffbench.measure.stages import StageTimer
 from diffbench.measure.telemetry import DeviceTelemetry, HostLoad, count_host_syncs, launch_probe
-from diffbench.results.schema import FIELD, speedup_text
+from diffbench.results.cells import speedup_text
+from diffbench.results.schema import FIELD
 from diffbench.run import session as runner
 from diffbench.run import timed_rounds
 from diffbench.run.round_checks import check_warmup_plateau
@@ -241,61 +242,23 @@ def test_plain_step_clock_times_between_the_first_and_last_step_end(monkeypatch)
     assert clock.take_ms_per_step() is None
 
 
+def selfcheck(*options: str) -> subprocess.CompletedProcess:
+    """`diffbench selfcheck` on tiny-sdxl's tiny weights at 64 px, with `options`, in a fresh interpreter."""
+    command = [sys.executable, "-m", "diffbench.cli", "selfcheck", "--model", "tiny-sdxl", "--weights", "tiny"]
+    return subprocess.run([*command, "--resolution", "64", *options], capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_selfcheck_command_on_a_tiny_model(tmp_path):
     out = tmp_path / "selfcheck.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "diffbench.cli",
-            "selfcheck",
-            "--model",
-            "tiny-sdxl",
-            "--weights",
-            "tiny",
-            "--resolution",
-            "64",
-            "--steps",
-            "2",
-            "--rounds",
-            "2",
-            "--device",
-            "cpu",
-            "--tolerance",
-            "1000",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = selfcheck("--steps", "2", "--rounds", "2", "--device", "cpu", "--tolerance", "1000", "--json", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["case"] == "tiny-sdxl-t2i-64-eager" and result["verdict"] in ("pass", "inconclusive")
     assert [len(result["rounds_s"][side]) for side in ("bare", "suite")] == [2, 2]
     assert len(result["rounds_ms_per_step"]["bare"]) == 2 and all(ms > 0 for ms in result["rounds_ms_per_step"]["bare"])
     assert "bare loop" in done.stdout and "tolerance +-1000%" in done.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "diffbench.cli",
-            "selfcheck",
-            "--model",
-            "tiny-sdxl",
-            "--weights",
-            "tiny",
-            "--resolution",
-            "64",
-            "--device",
-            "cuda:7",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    bad = selfcheck("--device", "cuda:7")
     assert bad.returncode == 2 and "diffbench selfcheck:" in bad.stderr
 
 

@@ -13,7 +13,7 @@ from helpers import RecordingBenchmark, make_session
 from PIL import Image
 
 from diffbench.case import Resolution
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 from diffbench.models.catalog import MODELS
 from diffbench.models.controlnet import build_random_controlnet, check_matches_unet, config_folder

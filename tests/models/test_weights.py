@@ -7,7 +7,7 @@ import torch
 from helpers import RecordingBenchmark, make_session
 from support.ldm_checkpoint import save_sdxl_single_file
 
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.errors import OptionError
 from diffbench.models.catalog import MODELS
 from diffbench.models.random_weights import build_random_pipeline

@@ -18,8 +18,8 @@ from PIL import Image
 from diffbench.cli import main
 from diffbench.report.grid import MISSING_FILL, fit_image, image_box
 from diffbench.report.groups import run_labels
+from diffbench.results.cells import speedup_text
 from diffbench.results.history import load_run
-from diffbench.results.schema import speedup_text
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 256
@@ -296,7 +296,7 @@ def test_image_path_finds_the_jpeg_copy_of_a_committed_run(tmp_path):
 
 
 def test_the_group_table_shows_achieved_tflops_and_mfu_when_recorded():
-    from diffbench.report.groups import roofline_text
+    from diffbench.results.cells import roofline_text
 
     assert roofline_text({"denoiser_tflops": 281.4, "mfu": 0.386}) == "281 (39%)"
     assert roofline_text({"denoiser_tflops": 8.0, "mfu": None}) == "8 (-)"

@@ -181,11 +181,11 @@ def test_a_large_change_too_few_rounds_can_decide_is_inconclusive_and_fails(tiny
 
 
 def test_the_default_rounds_decide_past_one_stray_round(tiny_run, capsys, tmp_path):
-    from diffbench.config.options import DEFAULT_ROUNDS
-    from diffbench.config.settings import RunSettings, build_settings
+    from diffbench.config.matrix import build_settings
+    from diffbench.config.settings import RunSettings
 
-    assert RunSettings().rounds == build_settings({"models": "tiny-sdxl"}).rounds == DEFAULT_ROUNDS == 6
-    edit_base, edit_new = one_slow_round(DEFAULT_ROUNDS)
+    assert RunSettings().rounds == build_settings({"models": "tiny-sdxl"}).rounds == 6
+    edit_base, edit_new = one_slow_round(RunSettings().rounds)
     base, new = copy_run(tiny_run, tmp_path / "base", edit_base), copy_run(tiny_run, tmp_path / "new", edit_new)
     code, out, _ = compare(capsys, base, new)
     assert code == 1 and f"REGRESSION {CASE} e2e:" in out and "(+200.0%, threshold 10%)" in out
@@ -418,9 +418,9 @@ def test_noise_rule_both_sides():
 
 def test_psnr_above_60_db_and_tiny_warmup_changes_do_not_count():
     from diffbench.results.compare import compare_metric
-    from diffbench.results.thresholds import METRICS, parse_thresholds
+    from diffbench.results.thresholds import metrics, parse_thresholds
 
-    thresholds = parse_thresholds("")
+    METRICS, thresholds = metrics(), parse_thresholds("")
     identical = compare_metric("c", METRICS["psnr"], {"psnr": 73.3}, {"psnr": 68.1}, thresholds["psnr"])
     assert identical.verdict == "same"
     visible = compare_metric("c", METRICS["psnr"], {"psnr": 45.0}, {"psnr": 40.0}, thresholds["psnr"])

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from helpers import RecordingBenchmark, make_session
 
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 
 
 def run_pair(tmp_path, compiler_config):

@@ -8,7 +8,7 @@ import pytest
 import support.faulty_backends  # noqa: F401  (registers the test-* backends)
 from helpers import RecordingBenchmark, make_session
 
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.results.records import read_results
 from diffbench.run.isolation import call_in_child, describe_exit
 

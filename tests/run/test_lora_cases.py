@@ -6,7 +6,7 @@ import torch
 from helpers import RecordingBenchmark, make_session
 from test_cli_pytest import run_pytest
 
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 from diffbench.measure.quality import compare
 from diffbench.models.catalog import MODELS

@@ -9,7 +9,7 @@ import weakref
 import pytest
 from helpers import RecordingBenchmark, make_session
 
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 
 EAGER_DYNAMO = json.dumps({"backend": "eager"})
 

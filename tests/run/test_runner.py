@@ -9,7 +9,7 @@ from helpers import RecordingBenchmark, make_session
 from PIL import Image
 
 from diffbench.backends.base import Backend, register
-from diffbench.config.settings import expand_matrix
+from diffbench.config.matrix import expand_matrix
 from diffbench.errors import CaseFailure, QualityError
 from diffbench.measure.quality import QualityFloor, assess
 from diffbench.results.records import RECORD_KEYS, read_results

@@ -5,7 +5,7 @@ import torch
 from helpers import RecordingBenchmark, make_session
 
 from diffbench.backends.base import Backend, register
-from diffbench.config.settings import build_settings, expand_matrix
+from diffbench.config.matrix import build_settings, expand_matrix
 from diffbench.errors import OptionError
 
 EAGER_DYNAMO = '{"backend": "eager"}'

@@ -92,7 +92,7 @@ def compare_two_runs(arguments: argparse.Namespace) -> int:
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:
     from diffbench.results.history import DEFAULT_RESULTS_DIR, DEFAULT_STORAGE
-    from diffbench.results.thresholds import DEFAULT_FAIL, METRICS
+    from diffbench.results.thresholds import default_fail, metrics
 
     compare = commands.add_parser(
         "compare",
@@ -108,11 +108,11 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--fail",
         type=fail_thresholds,
-        default=DEFAULT_FAIL,
+        default=default_fail(),
         metavar="METRIC:AMOUNT,...",
         help=f"how much worse each metric may get, as a percentage of BASE or an absolute "
-        f"amount; a metric given overrides only itself (metrics: {', '.join(METRICS)}; "
-        f"default {DEFAULT_FAIL})".replace("%", "%%"),
+        f"amount; a metric given overrides only itself (metrics: {', '.join(metrics())}; "
+        f"default {default_fail()})".replace("%", "%%"),
     )
     compare.add_argument(
         "--inconclusive",

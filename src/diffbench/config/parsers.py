@@ -1,16 +1,19 @@
 """The parsers and checks of option values: each turns a command-line string into a value, or raises an
-OptionError that names the flag, the valid values and the fix (diffbench.config.settings assembles them)."""
+OptionError that names the flag, the valid values and the fix (diffbench.config.options' table names them)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from diffbench.backends.base import get_backend_class
+from diffbench.case import Resolution
+from diffbench.config.option import default_of
+from diffbench.config.settings import DTYPE_ALIASES, DTYPES
 from diffbench.errors import OptionError
 from diffbench.measure.quality import QualityFloor
 from diffbench.models.catalog import get_model
@@ -32,6 +35,64 @@ def choose(values: list[str], valid: list[str], what: str) -> tuple[str, ...]:
 def check_positive(name: str, value: int | None, minimum: int = 1) -> None:
     if value is not None and value < minimum:  # the flag as typed: `max_warmups` is --max-warmups
         raise OptionError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
+def names(what: str, field: str, valid: Callable[[], list[str]]) -> Callable[[str], tuple[str, ...]]:
+    """A parser of comma-separated `what`s, each one of `valid()`, for RunSettings' `field`: none, its default."""
+    return lambda text: choose(split_values(text) or list(default_of(field)), valid(), what)
+
+
+def one_of(what: str, field: str, valid: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser of one of `valid` for RunSettings' `field`: empty, its default."""
+    return lambda text: choose([text or default_of(field)], list(valid), what)[0]
+
+
+def count(name: str, minimum: int = 1) -> Callable[[int], int]:
+    """A parser of a count of at least `minimum`, naming the flag as typed (`max_warmups` is --max-warmups)."""
+
+    def parse(value: int) -> int:
+        check_positive(name, value, minimum)
+        return value
+
+    return parse
+
+
+def as_is(value: Any) -> Any:
+    """The value as given (--prompt, --variant, --seed)."""
+    return value
+
+
+def parse_dtype(text: str) -> str:
+    """`--dtype`: auto or a dtype's name, aliases (fp16, bf16, fp32, half) to it."""
+    dtype = DTYPE_ALIASES.get(text or "auto", text or "auto")
+    if dtype not in ("auto", *DTYPES):
+        raise OptionError(f"unknown --dtype {text!r}; valid: auto, {', '.join(DTYPES)}")
+    return dtype
+
+
+def results_dir(text: str) -> Path:
+    """`--results-dir`; empty: RunSettings' default."""
+    return Path(text) if text else default_of("results_dir")
+
+
+def positive_timeout(value: float) -> float:
+    """`--case-timeout`: seconds, more than 0."""
+    if value <= 0:
+        raise OptionError(f"--case-timeout must be a positive number of seconds, got {value}")
+    return value
+
+
+def sizes(text: str) -> tuple[Resolution, ...]:
+    """Comma-separated sizes, 1024 or HEIGHTxWIDTH."""
+    return tuple(Resolution.parse(item) for item in split_values(text))
+
+
+def steps_sweep(text: str) -> tuple[int, ...]:
+    """`--steps-sweep`: positive step counts, two different ones at least (a line is fitted through them)."""
+    steps = positive_ints("--steps-sweep", text)
+    if steps and len(set(steps)) < 2:
+        raise OptionError(f"--steps-sweep needs at least two different step counts to fit a line, got {text}")
+    return steps
 
 
 def check_device(device: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from diffbench.case import Case
+from diffbench.case import Case, Status
 from diffbench.config.settings import RunSettings
 from diffbench.results.history import HistoryError, load_run
 
@@ -36,7 +36,7 @@ def latest_records(folders: Iterable[Path], device: str) -> dict[str, tuple[dict
         candidates += [
             (record.get("run_id") or run.run_id, record, gpu)
             for record in run.records.values()
-            if record.get("status") == "ok"
+            if record.get("status") == Status.OK
             and record.get("e2e_s")
             and str(record.get("device", "")).split(":")[0] == kind
         ]

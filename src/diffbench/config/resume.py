@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from diffbench.case import Case
+from diffbench.case import Case, Status
 from diffbench.errors import OptionError
 from diffbench.results.history import HistoryError, read_run_meta
 from diffbench.results.records import read_results
 
-FINISHED = ("ok", "skipped")
+FINISHED = (Status.OK, Status.SKIPPED)
 
 
 def check_resume_folder(value: str | None) -> Path | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from diffbench.results.schema import DRIFT_FLAG
+from diffbench.results.cells import DRIFT_FLAG
 
 RESAMPLES = 10_000
 CONFIDENCE = 0.95

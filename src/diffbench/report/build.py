@@ -65,13 +65,11 @@ def runs_section(context: ReportContext) -> list[Block]:
 
 def group_sections(context: ReportContext) -> list[Block]:
     """One section per model, task and resolution: its table, components, image grid and sweeps."""
-    with_cached_warmup = any(record.get("warmup_cached_s") is not None for _, record in context.labelled)
+    in_report = {key for _, record in context.labelled for key, value in record.items() if value is not None}
     return [
         block
         for key, entries in context.groups.items()
-        for block in group_section(
-            key, entries, context.out_dir, context.image_size, len(context.runs) > 1, with_cached_warmup
-        )
+        for block in group_section(key, entries, context.out_dir, context.image_size, len(context.runs) > 1, in_report)
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diffbench.case import Status
 from diffbench.report.document import Block, Figure, Heading, Paragraph
 from diffbench.report.groups import Entry, GroupKey, group_title
 from diffbench.report.plots import grouped_bars
@@ -15,7 +16,7 @@ def _chart_values(groups: dict[GroupKey, list[Entry]], name: str, with_eager: bo
         several_runs = len({entry.run_index for entry in entries}) > 1
         for entry in entries:
             record = entry.record
-            charted = record.get("status") == "ok" and record.get(name) is not None
+            charted = record.get("status") == Status.OK and record.get(name) is not None
             if not charted or (record.get("backend") == "eager" and not with_eager):
                 continue
             category = group_title(key) + (f"\n{entry.run_label}" if several_runs else "")

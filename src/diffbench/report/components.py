@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from diffbench.report.document import Block, Figure, Paragraph, Table
-from diffbench.results.summary import number
+from diffbench.results.cells import number
 
 
 class _Entry(Protocol):  # report.Entry, read-only as it is, without importing report (which imports this module)

@@ -6,14 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diffbench.case import Status
 from diffbench.report.components import component_blocks
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.grid import Cell, write_grid
 from diffbench.report.lora import lora_blocks
 from diffbench.report.sweeps import sweep_blocks
+from diffbench.results.cells import number
 from diffbench.results.history import Run
-from diffbench.results.schema import speedup_text
-from diffbench.results.summary import e2e_text, number, status_text
+from diffbench.results.schema import report_fields
+from diffbench.results.summary import status_text
 
 
 @dataclass(frozen=True)
@@ -76,38 +78,19 @@ def group_settings(entries: list[Entry]) -> str:
     return ", ".join(form.format(_distinct(entries, name)) for name, form in forms if _distinct(entries, name))
 
 
-def group_table(entries: list[Entry], several_runs: bool, with_cached_warmup: bool) -> Table:
-    header = ["backend"] + (["run"] if several_runs else []) + ["warmup s"]
-    header += ["warmup, warm cache s"] if with_cached_warmup else []
-    with_roofline = any(entry.record.get("denoiser_tflops") is not None for entry in entries)
-    header += ["E2E s median (min-max)", "it/s"] + (["denoiser TFLOP/s (MFU)"] if with_roofline else [])
-    header += ["peak mem GiB", "SSIM min", "PSNR min dB", "speedup vs eager", "status"]
-    table = Table(header)
+def group_table(entries: list[Entry], several_runs: bool, in_report: set[str]) -> Table:
+    """The backend (and run) of each entry, a column per field results.schema puts in the report, then the
+    status; a sparse field's column only when a record of the report (`in_report`: its keys with a value) or,
+    for `sparse="group"`, of the group has a value."""
+    in_group = {key for entry in entries for key, value in entry.record.items() if value is not None}
+    shown = {"report": in_report, "group": in_group}
+    fields = [field for field in report_fields() if field.sparse is None or field.key in shown[field.sparse]]
+    table = Table(["backend", *(["run"] if several_runs else []), *(str(field.report) for field in fields), "status"])
     for entry in entries:
         record = entry.record
         row = [str(record.get("backend") or "?")] + ([entry.run_label] if several_runs else [])
-        row.append(number(record.get("warmup_s")))
-        row += [number(record.get("warmup_cached_s"))] if with_cached_warmup else []
-        row += [e2e_text(record), number(record.get("its"))] + ([roofline_text(record)] if with_roofline else [])
-        row += [
-            number(record.get("peak_mem_gib")),
-            number(record.get("ssim"), 4),
-            number(record.get("psnr"), 1),
-            speedup_text(record),
-            status_text(record),
-        ]
-        table.rows.append(row)
+        table.rows.append(row + [field.cell(record) for field in fields] + [status_text(record)])
     return table
-
-
-def roofline_text(record: dict) -> str:
-    """`281 (39%), launch-bound`: achieved denoiser TFLOP/s, its share of the measured matmul ceiling, and
-    what bounds the case (boundness.classify)."""
-    achieved, mfu = record.get("denoiser_tflops"), record.get("mfu")
-    if achieved is None:
-        return "-"
-    text = f"{achieved:.3g} ({mfu:.0%})" if mfu is not None else f"{achieved:.3g} (-)"
-    return f"{text}, {record['bound']}" if record.get("bound") else text
 
 
 def _grid_cell(entry: Entry | None) -> Cell:
@@ -117,12 +100,12 @@ def _grid_cell(entry: Entry | None) -> Cell:
     caption = [str(record.get("backend")) + (" (reference)" if record.get("backend") == "eager" else "")]
     if record.get("ssim") is not None:
         caption.append(f"SSIM {record['ssim']:.4f} / PSNR {number(record.get('psnr'), 1)} dB")
-    if record.get("status") != "ok":
+    if record.get("status") != Status.OK:
         caption.append(status_text(record))
     image_path = entry.run.image_path(str(record.get("case")))
     if image_path is None and record.get("image") and entry.run.folder is not None:
         image_path = entry.run.folder / record["image"]  # recorded but gone: the grid says "file not found"
-    reason = "no image recorded" if record.get("status") == "ok" else f"{record.get('status')}: no image"
+    reason = "no image recorded" if record.get("status") == Status.OK else f"{record.get('status')}: no image"
     return Cell(image_path, caption, reason)
 
 
@@ -137,18 +120,18 @@ def grid_rows(entries: list[Entry]) -> tuple[list[list[Cell]], list[str]]:
 
 def _image_expected(record: dict[str, Any]) -> bool:
     """A finished case made an image; a skipped or failed one may not have."""
-    return record.get("status") == "ok" or bool(record.get("image"))
+    return record.get("status") == Status.OK or bool(record.get("image"))
 
 
 def group_section(
-    key: GroupKey, entries: list[Entry], out_dir: Path, image_size: int, several_runs: bool, with_cached_warmup: bool
+    key: GroupKey, entries: list[Entry], out_dir: Path, image_size: int, several_runs: bool, in_report: set[str]
 ) -> list[Block]:
     name = f"grid-{group_slug(key)}.png"
     write_grid(out_dir / name, group_title(key), *grid_rows(entries), image_size)
     blocks: list[Block] = [
         Heading(group_title(key)),
         Paragraph(group_settings(entries)),
-        group_table(entries, several_runs, with_cached_warmup),
+        group_table(entries, several_runs, in_report),
         *component_blocks(entries, group_slug(key), out_dir, several_runs),
         Figure(name, f"outputs of {group_title(key)}"),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from diffbench.report.document import Block, Heading, Paragraph, Table
-from diffbench.results.summary import number
+from diffbench.results.cells import number
 
 
 def lora_blocks(label: str, record: dict[str, Any]) -> list[Block]:

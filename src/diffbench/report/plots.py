@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from matplotlib.figure import Figure  # the object API: no pyplot, no global backend switch
 
+from diffbench.case import Status
 from diffbench.results.records import atomic_path
 
 EAGER_COLOR = "#8c8c8c"
@@ -134,12 +135,12 @@ def steps_plot(record: dict[str, Any], path: Path) -> Path:
 def batch_plot(record: dict[str, Any], path: Path) -> Path:
     """Images per second against batch size (log2 axis), the batch that ran out of memory marked on it."""
     points = record["batch_sweep"]
-    done = [p for p in points if p["status"] == "ok"]
+    done = [p for p in points if p["status"] == Status.OK]
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.add_subplot()
     axes.plot([p["batch"] for p in done], [p["images_per_s"] for p in done], "o-", label="images/s (median)")
     for point in points:
-        if point["status"] != "ok":
+        if point["status"] != Status.OK:
             axes.axvline(
                 point["batch"], color="tab:red", linestyle="--", label=f"batch {point['batch']}: {point['status']}"
             )

@@ -8,9 +8,11 @@ from typing import Any
 
 from matplotlib.figure import Figure as MplFigure
 
+from diffbench.case import Status
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.plots import DPI, PALETTE, _save
-from diffbench.results.schema import FIELD, STAGES, format_field, speedup_text
+from diffbench.results.cells import speedup_text
+from diffbench.results.schema import FIELD, STAGES, format_field
 
 STAGE_NAMES = {
     "text_encode_ms": "text encode",
@@ -39,7 +41,7 @@ def _with_stages(labelled: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, 
     return [
         (label, record)
         for label, record in labelled
-        if record.get("status") == "ok" and record.get("denoiser_ms") is not None
+        if record.get("status") == Status.OK and record.get("denoiser_ms") is not None
     ]
 
 
@@ -93,7 +95,7 @@ def stage_section(labelled: list[tuple[str, dict[str, Any]]], out_dir: Path) -> 
 
 def conditions_section(labelled: list[tuple[str, dict[str, Any]]]) -> list[Block]:
     """What each number was measured under, and the speedup with its interval."""
-    shown = [(label, record) for label, record in labelled if record.get("status") == "ok"]
+    shown = [(label, record) for label, record in labelled if record.get("status") == Status.OK]
     if not shown:
         return []
     columns = [key for key in CONDITIONS if any(record.get(key) is not None for _, record in shown)]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from diffbench.case import Status
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.plots import batch_plot, steps_plot
-from diffbench.results.summary import number
+from diffbench.results.cells import number
 
 
 def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Block]:
@@ -68,7 +69,7 @@ def sweep_blocks(label: str, record: dict[str, Any], out_dir: Path) -> list[Bloc
                 str(p["batch"]),
                 number(p.get("e2e_s"), 3),
                 number(p.get("images_per_s")),
-                p["status"] if p["status"] == "ok" else f"{p['status']}: {p.get('message', '')}",
+                p["status"] if p["status"] == Status.OK else f"{p['status']}: {p.get('message', '')}",
             ]
             for p in record["batch_sweep"]
         ]

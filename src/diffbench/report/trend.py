@@ -5,22 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from diffbench.case import Status, status_name
 from diffbench.report.document import Block, Figure, Heading, Paragraph, Table
 from diffbench.report.groups import group_key, group_title
 from diffbench.report.plots import TrendPoint, trend_chart
 from diffbench.results.history import Run
-from diffbench.results.summary import STATUS_NAMES
 
 
 def _measured(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
-    return record is not None and record.get("status") == "ok" and record.get("e2e_s") is not None
+    return record is not None and record.get("status") == Status.OK and record.get("e2e_s") is not None
 
 
 def _trend_cell(record: dict[str, Any] | None) -> str:
     if record is None:
         return "-"
     if not _measured(record):
-        return STATUS_NAMES.get(str(record.get("status")), str(record.get("status")))
+        return status_name(str(record.get("status")))
     return f"{record['e2e_s']:.3f}"
 
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from diffbench.case import Status
 from diffbench.results.history import HistoryError, Run, differing_fields, shard_problems, stack_differences
 from diffbench.results.noise import NoiseTest, higher_beyond_noise
-from diffbench.results.thresholds import METRICS, Metric, Threshold
+from diffbench.results.schema import Field
+from diffbench.results.thresholds import Threshold, metrics
 
 
 @dataclass
@@ -83,22 +85,23 @@ class Comparison:
         )
 
 
-def _noise_test(metric: Metric, base_record: dict, new_record: dict, worse: bool) -> NoiseTest:
+def _noise_test(metric: Field, base_record: dict, new_record: dict, worse: bool) -> NoiseTest:
     """Whether the change of a timing lies outside the noise of the two runs' rounds."""
-    base_rounds, new_rounds = base_record.get(metric.rounds_key), new_record.get(metric.rounds_key)
-    if worse != metric.higher_is_better:  # NEW is higher: a worse e2e, or a better it/s
+    base_rounds, new_rounds = base_record.get(str(metric.rounds)), new_record.get(str(metric.rounds))
+    if worse != metric.gated.higher_is_better:  # NEW is higher: a worse e2e, or a better it/s
         return higher_beyond_noise(base_rounds, new_rounds)
     return higher_beyond_noise(new_rounds, base_rounds)
 
 
-def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dict, threshold: Threshold) -> Row | None:
-    """The row of one metric of one case; None when either run has no value for it (e.g. CPU memory)."""
+def compare_metric(case: str, metric: Field, base_record: dict, new_record: dict, threshold: Threshold) -> Row | None:
+    """The row of one gated field of one case; None when either run has no value for it (e.g. CPU memory)."""
     base, new = base_record.get(metric.key), new_record.get(metric.key)
     if base is None or new is None:
         return None
+    gate = metric.gated
     row = Row(
         case,
-        metric.name,
+        gate.name,
         base,
         new,
         change=new - base,
@@ -106,17 +109,17 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
         threshold=str(threshold),
     )
     caches = (base_record.get("compile_cache"), new_record.get("compile_cache"))
-    if metric.name == "warmup" and None not in caches and caches[0] != caches[1]:
+    if gate.name == "warmup" and None not in caches and caches[0] != caches[1]:
         row.verdict = "not comparable"  # a cold compile is no warm one's regression, nor the other way round
         row.message = f"compile cache {caches[0]} in BASE, {caches[1]} in NEW"
         return row
-    negligible = abs(new - base) <= metric.min_change or (
-        metric.ignore_above is not None and min(base, new) >= metric.ignore_above
+    negligible = abs(new - base) <= gate.min_change or (
+        gate.ignore_above is not None and min(base, new) >= gate.ignore_above
     )
     if negligible or not threshold.exceeded(base, new):
         return row
-    worse = (new < base) if metric.higher_is_better else (new > base)
-    if metric.rounds_key:
+    worse = (new < base) if gate.higher_is_better else (new > base)
+    if metric.rounds:
         test = _noise_test(metric, base_record, new_record, worse)
         row.p_value, row.noise_rule, row.rounds = (
             test.p_value,
@@ -131,9 +134,9 @@ def compare_metric(case: str, metric: Metric, base_record: dict, new_record: dic
     return row
 
 
-def _round_counts(metric: Metric, base_record: dict, new_record: dict) -> tuple[int, int]:
+def _round_counts(metric: Field, base_record: dict, new_record: dict) -> tuple[int, int]:
     def count(record: dict) -> int:
-        return len([x for x in record.get(metric.rounds_key) or [] if x is not None])
+        return len([x for x in record.get(str(metric.rounds)) or [] if x is not None])
 
     return count(base_record), count(new_record)
 
@@ -143,7 +146,7 @@ def compare_status(case: str, base_record: dict, new_record: dict) -> Row | None
     base, new = base_record.get("status"), new_record.get("status")
     if base == new:
         return None
-    verdict = "REGRESSED" if base == "ok" else "fixed" if new == "ok" else "same"
+    verdict = "REGRESSED" if base == Status.OK else "fixed" if new == Status.OK else "same"
     return Row(case, "status", base, new, verdict=verdict, message=new_record.get("message"))
 
 
@@ -156,16 +159,16 @@ def check_comparable(run: Run) -> None:
     if not run.records:
         raise HistoryError(f"{run.source} holds no diffbench case record")
     for case, record in run.records.items():
-        for metric in METRICS.values():
+        for metric in metrics().values():
             value = record.get(metric.key)
             if value is not None and not _is_number(value):
                 raise HistoryError(f"{run.source}: case {case!r} has a non-numeric {metric.key}: {value!r}")
-            rounds = record.get(metric.rounds_key) if metric.rounds_key else None
+            rounds = record.get(metric.rounds) if metric.rounds else None
             if rounds is not None and not (
                 isinstance(rounds, list) and all(item is None or _is_number(item) for item in rounds)
             ):
                 raise HistoryError(
-                    f"{run.source}: case {case!r} has a {metric.rounds_key} that is not a list of numbers: {rounds!r}"
+                    f"{run.source}: case {case!r} has a {metric.rounds} that is not a list of numbers: {rounds!r}"
                 )
 
 
@@ -234,8 +237,8 @@ def compare_runs(base: Run, new: Run, thresholds: dict[str, Threshold], across_s
             continue
         status = compare_status(case, base_record, new_record)
         comparison.rows.extend([status] if status else [])
-        for metric in METRICS.values():
-            row = compare_metric(case, metric, base_record, new_record, thresholds[metric.name])
+        for name, metric in metrics().items():
+            row = compare_metric(case, metric, base_record, new_record, thresholds[name])
             comparison.rows.extend([row] if row else [])
     comparison.only_in_new = [case for case in new.records if case not in base.records]
     return comparison

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from diffbench.results.compare import Comparison, Row
-from diffbench.results.thresholds import METRICS
+from diffbench.results.thresholds import metrics
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
 
 
 def format_value(metric_name: str, value: Any) -> str:
-    metric = METRICS.get(metric_name)
+    metric = metrics().get(metric_name)
     if metric is None or not isinstance(value, (int, float)):
         return str(value)
     return f"{value:.{metric.digits}f} {metric.unit}".rstrip()
@@ -36,7 +36,7 @@ def format_change(row: Row) -> str:
         return ""
     if row.threshold.endswith("%"):
         return f"{row.relative * 100:+.1f}%" if row.relative is not None else "n/a (base 0)"
-    return f"{row.change:+.{METRICS[row.metric].digits}f}"
+    return f"{row.change:+.{metrics()[row.metric].digits}f}"
 
 
 def _verdict_text(row: Row) -> str:

@@ -13,30 +13,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-# The keys every record has (issue #2); values are None where a metric does not apply or was not reached.
-RECORD_KEYS = (
-    "model",
-    "task",
-    "resolution",
-    "backend",
-    "weights",
-    "dtype",
-    "device",
-    "steps",
-    "batch",
-    "seed",
-    "status",
-    "load_s",
-    "warmup_s",
-    "e2e_s",
-    "its",
-    "peak_mem_gib",
-    "ssim",
-    "psnr",
-    "speedup",
-    "image",
-)
-STATUSES = ("ok", "skipped", "failed", "oom", "interrupted")
+from diffbench.results.schema import FIELDS
+
+# The keys every record has (issue #2), in this order; values are None where a metric does not apply or was
+# not reached.
+RECORD_KEYS = tuple(field.key for field in FIELDS if field.every)
 
 
 def new_record(**fields: Any) -> dict[str, Any]:

@@ -1,29 +1,184 @@
-"""The record's measurement fields of issue 15, each declared once: key, unit, label, digits and what it means.
-
-The terminal table (diffbench.results.summary), the report (diffbench.report.build) and `diffbench compare` read their
-labels, units and formats from here, and README/docs point here; adding a metric is one entry below.
+"""The record's fields, each declared once: key, unit, label, digits, meaning; for a metric also how it is
+summarized, where it is a column and how `diffbench compare` gates it. Every reader iterates FIELDS: records
+(RECORD_KEYS), the terminal table (summary), the report's group tables (report.groups), compare's metrics and
+default thresholds (thresholds) and format_field. Adding a metric is one entry below.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
+
+from diffbench.results.cells import e2e_text, format_value, roofline_text, speedup_text
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How `diffbench compare` gates a field: `name` in `--fail NAME:AMOUNT` and in its rows, which way is
+    better, the default threshold `fail` (`10%` of BASE, or an amount in the unit), `min_change` (changes
+    this small, in the unit, never count: one-sample metrics jitter) and `ignore_above` (both values at or
+    above it: no difference that matters)."""
+
+    name: str
+    higher_is_better: bool
+    fail: str
+    min_change: float = 0.0
+    ignore_above: float | None = None
 
 
 @dataclass(frozen=True)
 class Field:
-    """One record key: `unit` as shown after the value, `label` for a column, `compare` the better
-    direction ("lower"/"higher") for a field `diffbench compare` gates on, None for one it does not."""
+    """One record key: `unit` as shown after the value, `label` for a column, `digits` of its numbers.
+
+    `rounds`: the key of the per-round values this field is the median of (compare's noise test reads them);
+    `every`: every record has the key, None until measured (records.RECORD_KEYS); `table` and `report`: its
+    column label in the terminal table and in the report's per-group table (None: no column there);
+    `sparse`: the report's column only when a record of the whole report (`"report"`) or of the group
+    (`"group"`) has a value; `text`: the cell, when it is more than format_field's number; `gate`: how
+    `diffbench compare` gates it (None: it does not). The tables show their columns in the order below.
+    """
 
     key: str
     unit: str
     label: str
     doc: str
     digits: int = 2
-    compare: str | None = None
+    rounds: str | None = None
+    every: bool = False
+    table: str | None = None
+    report: str | None = None
+    sparse: str | None = None
+    text: Callable[[dict[str, Any]], str] | None = None
+    gate: Gate | None = None
+
+    def cell(self, record: dict[str, Any]) -> str:
+        """The field's table cell for `record`."""
+        return self.text(record) if self.text else format_value(record.get(self.key), self.digits)
+
+    @property
+    def gated(self) -> Gate:
+        """The gate of a field compare gates on (diffbench.results.thresholds.metrics holds only those)."""
+        if self.gate is None:
+            raise ValueError(f"{self.key} is not a metric diffbench compare gates on")
+        return self.gate
+
+
+def _case(key: str, doc: str) -> Field:
+    """A key every record has that says which case it is, or how it ran."""
+    return Field(key, "", key, doc, every=True)
 
 
 FIELDS: tuple[Field, ...] = (
+    _case("model", "catalog name of the model (diffbench models)"),
+    _case("task", "t2i, i2i or controlnet"),
+    _case("resolution", "HEIGHTxWIDTH of the images"),
+    _case("backend", "the backend's name (diffbench backends)"),
+    _case("weights", "hub, random, tiny or the local path of the weights"),
+    _case("dtype", "torch dtype of the pipeline"),
+    _case("device", "device the case ran on"),
+    _case("steps", "denoising steps of one call"),
+    _case("batch", "images per prompt"),
+    _case("seed", "seed of the timed prompt"),
+    _case("status", "ok, skipped, failed, oom or interrupted (diffbench.case.Status)"),
+    Field(
+        "load_s", "s", "load s", "building the pipeline: its weights loaded or initialized, on the device", every=True
+    ),
+    Field(
+        "warmup_s",
+        "s",
+        "warmup s",
+        "the first call, compile included (cold cache with --compile-cache-check)",
+        every=True,
+        table="warmup s",
+        report="warmup s",
+        gate=Gate("warmup", False, "25%", min_change=1.0),
+    ),
+    Field(
+        "warmup_cached_s",
+        "s",
+        "warmup, warm cache s",
+        "the first call in a fresh process sharing the cold run's inductor cache folder (--compile-cache-check)",
+        report="warmup, warm cache s",
+        sparse="report",
+    ),
+    Field(
+        "e2e_s",
+        "s",
+        "E2E s",
+        "one pipeline call, median over the timed rounds",
+        3,
+        rounds="e2e_rounds_s",
+        every=True,
+        table="E2E s med (range)",
+        report="E2E s median (min-max)",
+        text=e2e_text,
+        gate=Gate("e2e", False, "10%"),
+    ),
+    Field(
+        "its",
+        "it/s",
+        "it/s",
+        "denoising steps per second of one call, median over the timed rounds",
+        rounds="its_rounds",
+        every=True,
+        table="it/s",
+        report="it/s",
+        gate=Gate("its", True, "10%"),
+    ),
+    Field(
+        "denoiser_tflops",
+        "TFLOP/s",
+        "denoiser TFLOP/s (MFU)",
+        "achieved denoiser TFLOP/s, with its share of "
+        "the measured matmul ceiling (mfu) and what bounds the case (--roofline)",
+        3,
+        report="denoiser TFLOP/s (MFU)",
+        sparse="group",
+        text=roofline_text,
+    ),
+    Field(
+        "peak_mem_gib",
+        "GiB",
+        "peak mem GiB",
+        "peak CUDA memory allocated during the timed rounds",
+        every=True,
+        table="peak GiB",
+        report="peak mem GiB",
+        gate=Gate("peak_mem", False, "10%"),
+    ),
+    Field(
+        "ssim",
+        "",
+        "SSIM",
+        "structural similarity to eager's image, minimum over the quality prompts",
+        4,
+        every=True,
+        table="SSIM",
+        report="SSIM min",
+        gate=Gate("ssim", True, "0.02"),
+    ),
+    Field(
+        "psnr",
+        "dB",
+        "PSNR dB",
+        "peak signal-to-noise ratio against eager's image, minimum over the quality prompts",
+        1,
+        every=True,
+        table="PSNR dB",
+        report="PSNR min dB",
+        gate=Gate("psnr", True, "2", ignore_above=60.0),  # >= 60 dB: identical to the eye and to SSIM
+    ),
+    Field(
+        "speedup",
+        "x",
+        "speedup",
+        "eager's E2E over the backend's (paired: median of the pairs' ratios)",
+        every=True,
+        table="speedup",
+        report="speedup vs eager",
+        text=speedup_text,
+    ),
+    _case("image", "the timed prompt's image, relative to the run folder"),
     Field("generator", "", "generator", "device of the torch.Generator passed to the timed call (--generator)"),
     Field(
         "host_syncs_per_call",
@@ -95,7 +250,7 @@ FIELDS: tuple[Field, ...] = (
         "energy/image J",
         "NVML total-energy counter's difference over the timed rounds, per image",
         1,
-        compare="lower",
+        gate=Gate("energy", higher_is_better=False, fail="15%"),
     ),
     Field("throttle_reasons", "", "throttle", "NVML clock-event reasons seen during the timed rounds"),
     Field("host_bound", "", "host-bound", "true when the GPU was busy less than 80% of the timed rounds"),
@@ -126,32 +281,19 @@ FIELD = {field.key: field for field in FIELDS}
 
 
 def format_field(key: str, value: Any) -> str:
-    """A value as the tables show it: digits from its declaration, `-` for None, yes/no for flags."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value)) or "none"
+    """A value as the tables show it, with the digits of its declaration."""
     field = FIELD.get(key)
-    if isinstance(value, (int, float)) and field is not None:
-        return f"{value:.{field.digits}f}"
-    return str(value)
+    return format_value(value, field.digits if field is not None else None)
 
 
-def speedup_text(record: dict[str, Any]) -> str:
-    """`1.77x [1.72-1.81]`, `1.77x (eager drift +8%)` when flagged, `-` without a speedup."""
-    speedup = record.get("speedup")
-    if speedup is None:
-        return "-"
-    text = f"{speedup:.2f}x"
-    if record.get("speedup_low") is not None and record.get("speedup_high") is not None:
-        text += f" [{record['speedup_low']:.2f}-{record['speedup_high']:.2f}]"
-    drift = record.get("eager_drift")
-    if drift is not None and abs(drift) > DRIFT_FLAG:
-        text += f" (eager drift {drift:+.0%})"
-    return text
+def table_fields() -> list[Field]:
+    """The terminal table's metric columns, in order."""
+    return [field for field in FIELDS if field.table]
 
 
-DRIFT_FLAG = 0.05  # eager moving more than this between before and after the backend flags the speedup
+def report_fields() -> list[Field]:
+    """The report's per-group table's metric columns, in order (sparse ones included)."""
+    return [field for field in FIELDS if field.report]
+
+
 STAGES = ("text_encode_ms", "denoiser_ms", "controlnet_ms", "vae_decode_ms", "other_ms")  # sum to E2E

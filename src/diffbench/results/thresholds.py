@@ -1,49 +1,24 @@
-"""What `diffbench compare` compares: each metric (its record keys, which way is worse, its rounds) and the
-thresholds a change must pass (`--fail e2e:10%,ssim:0.02`), with their defaults."""
+"""What `diffbench compare` compares: the metrics results.schema gates (their record keys, which way is worse,
+their rounds) and the thresholds a change must pass (`--fail e2e:10%,ssim:0.02`), with their defaults."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from diffbench.errors import OptionError
-from diffbench.results.schema import FIELD
+from diffbench.results import schema
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A compared metric: its record key, the key of its rounds (timings), and which way is better."""
-
-    name: str
-    key: str
-    rounds_key: str | None
-    higher_is_better: bool
-    unit: str
-    digits: int
-    min_change: float = 0.0  # changes this small (in the unit) never count: one-sample metrics jitter
-    ignore_above: float | None = None  # both values at or above this: no difference that matters
+def metrics() -> dict[str, schema.Field]:
+    """The fields results.schema declares a Gate for, by the gate's name: the timings measured over rounds
+    (their noise is tested) first, then the others, each group in the schema's order."""
+    gated = sorted((field for field in schema.FIELDS if field.gate), key=lambda field: field.rounds is None)
+    return {field.gated.name: field for field in gated}
 
 
-METRICS = {
-    metric.name: metric
-    for metric in (
-        Metric("e2e", "e2e_s", "e2e_rounds_s", False, "s", 3),
-        Metric("its", "its", "its_rounds", True, "it/s", 2),
-        Metric("warmup", "warmup_s", None, False, "s", 2, min_change=1.0),  # a single sample: +-1 s is jitter
-        Metric("peak_mem", "peak_mem_gib", None, False, "GiB", 2),
-        Metric("ssim", "ssim", None, True, "", 4),
-        Metric("psnr", "psnr", None, True, "dB", 1, ignore_above=60.0),  # >= 60 dB: identical to the eye and to SSIM
-        # NVML's energy counter over the timed rounds (GPU runs only), unit and digits as schema declares them
-        Metric(
-            "energy",
-            "energy_per_image_j",
-            None,
-            FIELD["energy_per_image_j"].compare == "higher",
-            FIELD["energy_per_image_j"].unit,
-            FIELD["energy_per_image_j"].digits,
-        ),
-    )
-}
-DEFAULT_FAIL = "e2e:10%,its:10%,peak_mem:10%,warmup:25%,ssim:0.02,psnr:2,energy:15%"
+def default_fail() -> str:
+    """The default thresholds, `e2e:10%,its:10%,...`: each gated field's `fail`."""
+    return ",".join(f"{name}:{field.gated.fail}" for name, field in metrics().items())
 
 
 @dataclass(frozen=True)
@@ -62,11 +37,11 @@ class Threshold:
 
 
 def _parse_threshold(item: str) -> tuple[str, Threshold]:
-    valid = f"valid metrics: {', '.join(METRICS)}"
+    valid = f"valid metrics: {', '.join(metrics())}"
     name, separator, value = (part.strip() for part in item.partition(":"))
     if not separator or not value:
         raise OptionError(f"--fail {item!r}: expected METRIC:AMOUNT such as e2e:10% or ssim:0.02; {valid}")
-    if name not in METRICS:
+    if name not in metrics():
         raise OptionError(f"--fail {item!r}: unknown metric {name!r}; {valid}")
     relative = value.endswith("%")
     try:
@@ -80,6 +55,6 @@ def _parse_threshold(item: str) -> tuple[str, Threshold]:
 
 def parse_thresholds(text: str) -> dict[str, Threshold]:
     """The defaults, overridden by each `metric:amount` of a comma-separated list (`e2e:5%,ssim:0.01`)."""
-    thresholds = dict(_parse_threshold(item) for item in DEFAULT_FAIL.split(","))
+    thresholds = dict(_parse_threshold(item) for item in default_fail().split(","))
     thresholds.update(_parse_threshold(item) for item in text.split(",") if item.strip())
     return thresholds

@@ -8,7 +8,7 @@ import shutil
 from typing import Any
 
 from diffbench.backends.base import Backend
-from diffbench.case import Case
+from diffbench.case import Case, Status
 from diffbench.config.settings import RunSettings
 from diffbench.errors import CaseFailure, UnavailableError
 from diffbench.models.catalog import ModelSpec
@@ -97,14 +97,14 @@ class ChildMeasurement:
             explanation = backend.explain(f"{child.error}\n{child.output_tail}")
             message += f". {explanation}" if explanation else ""
             message += f". Last output:\n{child.output_tail}" if child.output_tail else ""
-            record.update(status="failed", message=message)
+            record.update(status=Status.FAILED, message=message)
             raise CaseFailure(message)
         result = child.value
         record.update({key: value for key, value in result["record"].items() if key != "child_log"})
         if result["reference_images"] is not None and case.reference_key not in self.references:
             self.references[case.reference_key] = Reference(result["reference_images"], result["reference_e2e_s"])
-        if record["status"] == "skipped":
+        if record["status"] == Status.SKIPPED:
             raise UnavailableError(record["message"])
         replay_rounds(benchmark, record.get("e2e_rounds_s") or [])
-        if record["status"] == "failed":
+        if record["status"] == Status.FAILED:
             raise CaseFailure(record["message"])

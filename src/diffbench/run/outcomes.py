@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from diffbench.backends.base import Backend
-from diffbench.case import Case
+from diffbench.case import Case, Status
 from diffbench.config.settings import RunSettings
 from diffbench.errors import UnavailableError
 from diffbench.measure.quality import QualityFloor, QualityResult, assess
@@ -50,13 +50,13 @@ def outcome(backend: Backend, error: Exception) -> dict[str, str]:
     """The status and message an exception ends a case with, here or in an isolated child: a
     skip, an out-of-memory result, or a failure led by the backend's explanation of it."""
     if isinstance(error, UnavailableError):
-        return {"status": "skipped", "message": str(error)}
+        return {"status": Status.SKIPPED, "message": str(error)}
     if isinstance(error, torch.cuda.OutOfMemoryError):
-        return {"status": "oom", "message": str(error).splitlines()[0] if str(error) else "out of memory"}
+        return {"status": Status.OOM, "message": str(error).splitlines()[0] if str(error) else "out of memory"}
     explanation = backend.explain(str(error))
     # The explanation first: compilers' own messages can run to pages.
     return {
-        "status": "failed",
+        "status": Status.FAILED,
         "message": (f"{explanation} " if explanation else "") + f"{type(error).__name__}: {error}",
     }
 

@@ -143,7 +143,7 @@ def _overhead(ratios: list[float]) -> tuple[float, float, float] | None:
 
 def run_selfcheck(arguments: argparse.Namespace) -> dict[str, Any]:
     """Build the case's pipeline as the suite does, then alternate the bare loop and the suite's round."""
-    from diffbench.config.settings import build_settings, expand_matrix
+    from diffbench.config.matrix import build_settings, expand_matrix
     from diffbench.measure.rounds import Rounds, one_round
     from diffbench.measure.telemetry import DeviceTelemetry
     from diffbench.models.catalog import MODELS

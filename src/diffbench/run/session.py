@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from diffbench.backends.base import Backend, get_backend_class, unpark
-from diffbench.case import Case
+from diffbench.case import Case, Status
 from diffbench.config.settings import RunSettings
 from diffbench.errors import CaseFailure, QualityError, UnavailableError
 from diffbench.measure.boundness import classify, gpu_activity
@@ -147,14 +147,14 @@ class BenchSession(ChildMeasurement):
         finally:
             if record["status"] == "running":  # Ctrl-C, or SIGTERM (diffbench.run.interrupt)
                 record.update(
-                    status="interrupted",
+                    status=Status.INTERRUPTED,
                     message=f"interrupted after {time.perf_counter() - started:.1f} s, "
                     "before the case finished (Ctrl-C or SIGTERM, e.g. a time limit)",
                 )
             self._finish_case(case, record, benchmark)
         if failure is not None:
             raise failure
-        if record["status"] == "oom":
+        if record["status"] == Status.OOM:
             pytest.fail(
                 f"{case.id}: out of memory ({record['message']}); memory released, the run goes on", pytrace=False
             )
@@ -221,7 +221,7 @@ class BenchSession(ChildMeasurement):
         finally:
             backend.restore(pipe)  # give shared components back as they were, whatever happened
             unpark(pipe)
-        if record.get("pairing") is None and record["status"] == "ok" and case.backend != "eager":
+        if record.get("pairing") is None and record["status"] == Status.OK and case.backend != "eager":
             eager_pipe = shallow_copy(base)
             time_eager_after(
                 settings,
@@ -290,9 +290,9 @@ class BenchSession(ChildMeasurement):
             quality.summary(), quality_floor=str(settings.quality_floor(case.backend)), quality_images=len(outputs)
         )
         if not quality.passed:
-            record.update(status="failed", message="quality gate: " + "; ".join(quality.failures))
+            record.update(status=Status.FAILED, message="quality gate: " + "; ".join(quality.failures))
             raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
-        record["status"] = "ok"
+        record["status"] = Status.OK
         run_sweeps(
             settings, self.device, lambda **change: partial(self._caller(pipe, spec, case, **change), *pairs[0]), record
         )

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from diffbench.case import Resolution
+from diffbench.case import Resolution, Status
 from diffbench.config.settings import RunSettings
 from diffbench.measure.compile_watch import CompileWatch
 from diffbench.measure.scaling import fit_steps
@@ -85,7 +85,7 @@ def batch_sweep(make_call: CallFactory, batches: tuple[int, ...], rounds: int, d
     for batch in sorted(batches):
         outcome = _batch_point(make_call, batch, rounds, device)
         points.append(outcome)
-        if outcome["status"] == "oom":
+        if outcome["status"] == Status.OOM:
             logger.info("batch sweep: out of memory at batch %d; the sweep stops there", batch)
             release_memory()
             break
@@ -103,10 +103,16 @@ def _batch_point(make_call: CallFactory, batch: int, rounds: int, device: str) -
     except torch.cuda.OutOfMemoryError as error:
         return {
             "batch": batch,
-            "status": "oom",
+            "status": Status.OOM,
             "message": str(error).splitlines()[0] if str(error) else "out of memory",
         }
-    return {"batch": batch, "status": "ok", "e2e_s": median, "e2e_rounds_s": seconds, "images_per_s": batch / median}
+    return {
+        "batch": batch,
+        "status": Status.OK,
+        "e2e_s": median,
+        "e2e_rounds_s": seconds,
+        "images_per_s": batch / median,
+    }
 
 
 def run_sweeps(
