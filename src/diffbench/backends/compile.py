@@ -17,9 +17,10 @@ MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagrap
 # "controlnet" applies where the pipeline has one (controlnet cases) and is left out elsewhere.
 COMPONENTS = ("denoiser", "vae", "controlnet")
 MEMORY_FORMATS = ("contiguous", "channels_last")
-# The dtype every compiled denoiser gets its timestep in. Schedulers differ (Euler A float32, DPM++ SDE
-# float64, DDIM int64), and a new input dtype is a new graph, a cold compile again; the denoisers turn
-# the timestep into float32 before its embedding anyway (`get_timestep_embedding`), so the cast changes no value.
+# The dtype every compiled denoiser gets its timestep in (canonical_inputs). Schedulers differ (Euler A
+# float32, DPM++ SDE float64, DDIM int64), and a new input dtype is a new graph, a cold compile again; the
+# denoisers turn the timestep into float32 before its embedding anyway (`get_timestep_embedding`), so the
+# cast changes no value.
 TIMESTEP_DTYPE = torch.float32
 
 
@@ -101,7 +102,7 @@ class CompileBackend(Backend):
         kwargs = self.compile_kwargs()
         if "denoiser" in components:
             compiled = torch.compile(getattr(pipe, denoiser), **kwargs)
-            cast_timestep(cast(torch.nn.Module, compiled))
+            canonical_inputs(cast(torch.nn.Module, compiled))
             setattr(pipe, denoiser, compiled)
         if "controlnet" in components and controlnet:
             pipe.controlnet = torch.compile(pipe.controlnet, **kwargs)
@@ -110,30 +111,40 @@ class CompileBackend(Backend):
         return pipe
 
 
-def cast_timestep(compiled: torch.nn.Module) -> None:
-    """Give the compiled denoiser its `timestep` as TIMESTEP_DTYPE, so one graph serves every scheduler.
+def canonical_inputs(compiled: torch.nn.Module) -> None:
+    """Give the compiled denoiser its inputs in one form, so one graph serves every scheduler and task.
 
+    - `timestep` as TIMESTEP_DTYPE (float32): DPM++ SDE's float64 timesteps recompiled the UNet cold.
+    - the latents (the first argument: `sample`, `hidden_states`) contiguous: img2img's latents come from
+      the VAE encoder, in channels_last where `fastest` made the VAE channels_last, and new strides are a
+      new graph (the i2i `fastest` case compiled cold after t2i's, 107 s on the H200); one copy of the
+      latents per call (256 KB at SDXL 1024) costs nothing next to a step.
     The hook sits on torch.compile's wrapper (an OptimizedModule), whose pre-hooks run eagerly before the
-    compiled frame: the graph's input is float32 whatever the scheduler made. A timestep given by position
-    (the UNet's second argument) is found through the wrapped module's signature."""
+    compiled frame; arguments given by position are found through the wrapped module's signature."""
     module = getattr(compiled, "_orig_mod", compiled)
     names = list(inspect.signature(module.forward).parameters)
-    position = names.index("timestep") if "timestep" in names else None
+    changes = {"timestep": _as_timestep_dtype, names[0]: _contiguous} if names else {}
 
-    def to_timestep_dtype(_module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
-        if "timestep" in kwargs:
-            kwargs["timestep"] = _cast(kwargs["timestep"])
-        elif position is not None and len(args) > position:
-            args = (*args[:position], _cast(args[position]), *args[position + 1 :])
-        return args, kwargs
+    def canonical(_module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        values = list(args)
+        for name, change in changes.items():
+            if name in kwargs:
+                kwargs[name] = change(kwargs[name])
+            elif name in names and names.index(name) < len(values):
+                values[names.index(name)] = change(values[names.index(name)])
+        return tuple(values), kwargs
 
-    compiled.register_forward_pre_hook(to_timestep_dtype, with_kwargs=True)
+    compiled.register_forward_pre_hook(canonical, with_kwargs=True)
 
 
-def _cast(timestep: Any) -> Any:
+def _as_timestep_dtype(timestep: Any) -> Any:
     if isinstance(timestep, torch.Tensor) and timestep.dtype != TIMESTEP_DTYPE:
         return timestep.to(TIMESTEP_DTYPE)
     return timestep
+
+
+def _contiguous(latents: Any) -> Any:
+    return latents.contiguous() if isinstance(latents, torch.Tensor) else latents
 
 
 def compile_vae_decode(pipe: Any, kwargs: dict[str, Any], in_place: bool) -> None:
