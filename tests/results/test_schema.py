@@ -12,13 +12,14 @@ from diffbench.case import Status, status_name
 from diffbench.cli import main
 from diffbench.report.groups import Entry, group_table
 from diffbench.results import schema
+from diffbench.results.field import Field, Gate
 from diffbench.results.history import load_run
 from diffbench.results.records import RECORD_KEYS, new_record
 from diffbench.results.summary import markdown_table
 from diffbench.results.thresholds import default_fail, metrics, parse_thresholds
 
 CASE = "tiny-sdxl-t2i-128-eager"
-WIDGETS = schema.Field(
+WIDGETS = Field(
     "widgets_per_s",
     "w/s",
     "widgets/s",
@@ -26,7 +27,7 @@ WIDGETS = schema.Field(
     1,
     table="widgets/s",
     report="widgets per s",
-    gate=schema.Gate("widgets", higher_is_better=True, fail="50%"),
+    gate=Gate("widgets", higher_is_better=True, fail="50%"),
 )
 
 

@@ -65,6 +65,9 @@ def test_tiny_matrix_records_every_key_and_writes_files(tmp_path):
         assert record["e2e_s"] > 0 and record["warmup_s"] > 0 and record["its"] > 0 and record["load_s"] > 0
         assert record["peak_mem_gib"] is None  # no CUDA: not invented
         assert len(record["e2e_rounds_s"]) == 2 and record["quality_images"] == 2
+        # the case's own wall time holds its warmup and timed rounds (and the paired eager rounds)
+        timed = record["warmup_s"] + sum(record["e2e_rounds_s"]) + sum(record.get("eager_paired_rounds_s") or [])
+        assert timed < record["case_s"] < timed + 60
     compiled = records["tiny-sdxl-t2i-128-compile"]
     eager = records["tiny-sdxl-t2i-128-eager"]
     # Paired: eager alternated with the backend in its case; the speedup is the median per-pair ratio.

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffbench.case import Status
+from diffbench.results.field import Field
 from diffbench.results.history import HistoryError, Run, differing_fields, shard_problems, stack_differences
 from diffbench.results.noise import NoiseTest, higher_beyond_noise
-from diffbench.results.schema import Field
 from diffbench.results.thresholds import Threshold, metrics
 
 

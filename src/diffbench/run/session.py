@@ -151,6 +151,7 @@ class BenchSession(ChildMeasurement):
                     message=f"interrupted after {time.perf_counter() - started:.1f} s, "
                     "before the case finished (Ctrl-C or SIGTERM, e.g. a time limit)",
                 )
+            record["case_s"] = time.perf_counter() - started  # the device time this case cost, skips included
             self._finish_case(case, record, benchmark)
         if failure is not None:
             raise failure
