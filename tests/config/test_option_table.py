@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 
 from diffbench.config.matrix import build_settings
 from diffbench.config.option import shown
@@ -58,3 +59,10 @@ def test_flags_keep_their_kinds():
     assert all(options[flag]["action"] == "store_true" for flag in ("--isolate", "--roofline", "--plan"))
     assert options["--rounds"]["type"] is int and options["--case-timeout"]["type"] is float
     assert options["--rounds"]["dest"] == "diffbench_rounds" and options["--case-timeout"]["default"] is None
+
+
+def test_every_flag_of_the_table_has_a_row_in_docs_options():
+    """docs/options.md is the reference users read: a flag added to the table and not documented fails here."""
+    rows = (Path(__file__).parents[2] / "docs" / "options.md").read_text().splitlines()
+    documented = {line.split("`")[1].split(" ")[0].split("[")[0] for line in rows if line.startswith("| `--")}
+    assert {option.flag for option in OPTIONS} - documented == set()
