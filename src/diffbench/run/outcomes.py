@@ -3,7 +3,7 @@ gives it, and its quality against eager's reference images."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -12,8 +12,10 @@ from diffbench.backends.base import Backend
 from diffbench.case import Case, Status
 from diffbench.config.settings import RunSettings
 from diffbench.errors import UnavailableError
+from diffbench.measure.nonfinite import first_non_finite
 from diffbench.measure.quality import QualityFloor, QualityResult, assess
 from diffbench.measure.rounds import Rounds
+from diffbench.measure.stages import denoiser_name
 from diffbench.models.catalog import ModelSpec
 from diffbench.run.isolated_case import Reference
 
@@ -82,3 +84,17 @@ def quality_against_eager(
     if reference.e2e_s and record.get("speedup") is None:  # a paired case has its own, from the pairs
         record["speedup"] = reference.e2e_s / record["e2e_s"]
     return assess(reference.images, outputs, floor)
+
+
+def non_finite_origin(pipe: Any, outputs: list[np.ndarray], call: Callable[[], Any]) -> list[str]:
+    """Where a NaN/inf in the outputs starts (diffbench.measure.nonfinite), as a line for the quality gate's
+    failure: one more call, eager, with the denoiser, a ControlNet and the VAE watched; nothing when every
+    output is finite."""
+    if all(np.isfinite(image).all() for image in outputs):
+        return []
+    names = [denoiser_name(pipe), "controlnet", "vae"]
+    models = {name: getattr(pipe, name) for name in names if isinstance(getattr(pipe, name, None), torch.nn.Module)}
+    found = first_non_finite(models, call)
+    if found is None:
+        return ["the same call run eagerly (torch.compile off) stays finite: the compiled code makes the NaN/inf"]
+    return [found.describe() + " (the same call run eagerly, torch.compile off)"]

@@ -34,7 +34,7 @@ from diffbench.run.eager_pairing import time_eager_after
 from diffbench.run.isolated_case import Reference
 from diffbench.run.lora_case import ActiveAdapter, adapter_in
 from diffbench.run.lora_switch import is_compiled, lora_switch_on
-from diffbench.run.outcomes import images_of, outcome, quality_against_eager, skip_reason
+from diffbench.run.outcomes import images_of, non_finite_origin, outcome, quality_against_eager, skip_reason
 from diffbench.run.roofline import Roofline
 from diffbench.run.sweeps import run_sweeps
 from diffbench.run.timed_rounds import time_rounds, warm_up
@@ -290,7 +290,8 @@ class BenchSession(ChildMeasurement):
         record.update(
             quality.summary(), quality_floor=str(settings.quality_floor(case.backend)), quality_images=len(outputs)
         )
-        if not quality.passed:
+        if not quality.passed:  # a NaN/inf image: one more call, eager, names the module where it starts
+            quality.failures += non_finite_origin(pipe, outputs, lambda: call(*pairs[0]))
             record.update(status=Status.FAILED, message="quality gate: " + "; ".join(quality.failures))
             raise QualityError(f"{case.id}: " + "; ".join(quality.failures))
         record["status"] = Status.OK
