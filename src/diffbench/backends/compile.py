@@ -124,14 +124,15 @@ def canonical_inputs(compiled: torch.nn.Module) -> None:
     module = getattr(compiled, "_orig_mod", compiled)
     names = list(inspect.signature(module.forward).parameters)
     changes = {"timestep": _as_timestep_dtype, names[0]: _contiguous} if names else {}
+    positions = {name: names.index(name) for name in changes if name in names}
 
     def canonical(_module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
         values = list(args)
         for name, change in changes.items():
             if name in kwargs:
                 kwargs[name] = change(kwargs[name])
-            elif name in names and names.index(name) < len(values):
-                values[names.index(name)] = change(values[names.index(name)])
+            elif positions.get(name, len(values)) < len(values):
+                values[positions[name]] = change(values[positions[name]])
         return tuple(values), kwargs
 
     compiled.register_forward_pre_hook(canonical, with_kwargs=True)

@@ -7,7 +7,7 @@ happened. The call runs with torch.compile's stance `force_eager`: compiled modu
 Python eagerly, with the same weights (quantized ones included), so the answer also says whether the eager
 computation overflows or only the compiled one does.
 
-Each hook checks its tensors (one device sync per module) until the first non-finite output; after that
+Each hook checks its output (one reduction and device sync per tensor) until the first non-finite output; after that
 the hooks do nothing, so a call that overflows early costs little more than a plain eager call.
 """
 
@@ -53,9 +53,13 @@ def tensors(value: Any) -> Iterator[torch.Tensor]:
 
 
 def _values(found: list[torch.Tensor]) -> str | None:
+    """None when every tensor is finite (one reduction each, the hooks' common case); else which kinds of
+    non-finite values they hold."""
+    if all(bool(torch.isfinite(t).all()) for t in found):
+        return None
     has_nan = any(bool(torch.isnan(t).any()) for t in found)
     has_inf = any(bool(torch.isinf(t).any()) for t in found)
-    return " and ".join(name for name, seen in (("nan", has_nan), ("inf", has_inf)) if seen) or None
+    return " and ".join(name for name, seen in (("nan", has_nan), ("inf", has_inf)) if seen)
 
 
 class _Watch:

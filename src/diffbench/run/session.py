@@ -60,7 +60,7 @@ class BenchSession(ChildMeasurement):
         self.memory_baseline_gib = allocated_gib(self.device)
         self.generator_device = settings.generator_device(self.device)
         self.launch_probes: dict[str, Any] = {"start": launch_probe(self.device)}  # launch rate; drift at the end
-        self.compile_artifacts = load_compile_artifacts()  # DIFFBENCH_COMPILE_ARTIFACTS, once per process
+        load_compile_artifacts()  # DIFFBENCH_COMPILE_ARTIFACTS, once per process
 
     def close(self) -> dict[str, Any]:
         """Release the cached model and references; report whether device memory went back to where
