@@ -55,3 +55,12 @@ def test_a_folder_loads_once_per_process_and_a_bad_file_is_a_warning(tmp_path, m
     assert loaded is not None and loaded["files"] == 1 and loaded["bytes"] == len(b"not artifacts")
     assert "not loaded" in caplog.text and "compile cold" in caplog.text
     assert load_compile_artifacts() is None  # the second session of the process loads nothing again
+
+
+def test_a_folder_that_cannot_be_written_is_a_warning_not_a_failed_case(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    monkeypatch.setenv(ENV, str(blocker / "artifacts"))
+    monkeypatch.setattr(compile_artifacts.torch.compiler, "save_cache_artifacts", lambda: (b"artifacts", None))
+    assert save_compile_artifacts() is None
+    assert "not written" in caplog.text and "compiles cold" in caplog.text

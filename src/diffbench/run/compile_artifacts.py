@@ -68,7 +68,8 @@ def load_compile_artifacts() -> dict[str, Any] | None:
 
 def save_compile_artifacts() -> dict[str, Any] | None:
     """Write this process's compile artifacts to its own file in the folder; what was written (file, bytes),
-    or None when no folder is set or nothing was compiled or loaded."""
+    or None when no folder is set, nothing was compiled or loaded, or the file could not be written (a
+    warning says why)."""
     folder = artifacts_folder()
     if folder is None:
         return None
@@ -76,10 +77,14 @@ def save_compile_artifacts() -> dict[str, Any] | None:
     if saved is None or not saved[0]:
         return None
     data = saved[0]
-    folder.mkdir(parents=True, exist_ok=True)
     target = own_file(folder)
     partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        partial.replace(target)
+    except OSError as error:  # a full disk or a read-only folder must not fail the case that compiled
+        logger.warning("compile artifacts not written to %s (%s); the next run there compiles cold", target, error)
+        return None
     logger.info("compile artifacts: %.1f MB written to %s", len(data) / 1e6, target)
     return {"file": str(target), "bytes": len(data)}
